@@ -123,14 +123,12 @@ class SynthesizerFormat(Format):
         pairs, seen = [], set()
         for chunk in chunks:
             reason = None
-            if chunk.count("<QUE>") != 1 or chunk.count("<ANS>") != 1:
-                reason = "malformed_pair"
+            if chunk.count("<QUE>") != 1 or chunk.count("<ANS>") != 1 or chunk.find("<ANS>") < chunk.find("<QUE>"):
+                reason = "malformed_pair"  # not exactly one <QUE> followed by one <ANS>
             else:
                 q, a = chunk.split("<QUE>", 1)[1].split("<ANS>", 1)
                 q, a = q.strip(), a.strip()
-                if "<ANS>" in chunk.split("<QUE>", 1)[0]:
-                    reason = "malformed_pair"
-                elif not q:
+                if not q:
                     reason = "empty_question"
                 elif not a:
                     reason = "empty_answer"

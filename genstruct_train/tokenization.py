@@ -86,10 +86,21 @@ def tokenize_prompt(tokenizer, fmt: Format, example: dict) -> list[int]:
 def tokenize_example(tokenizer, fmt: Format, example: dict) -> dict:
     """{input_ids, completion_mask}: prompt ids + completion ids + EOS; the mask is 1 exactly on
     the completion and EOS. This is the pre-tokenized form TRL's SFTTrainer accepts as is."""
-    prompt_ids = tokenize_prompt(tokenizer, fmt, example)
-    completion_ids = tokenizer(fmt.render_completion(example), add_special_tokens=False)["input_ids"]
-    completion_ids = completion_ids + [tokenizer.eos_token_id]
-    return {
-        "input_ids": prompt_ids + completion_ids,
-        "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
-    }
+    return tokenize_examples(tokenizer, fmt, [example])[0]
+
+
+def tokenize_examples(tokenizer, fmt: Format, examples: list[dict]) -> list[dict]:
+    """`tokenize_example` for many examples at once (one batched call of the fast tokenizer for the
+    prompts and one for the completions)."""
+    if not examples:
+        return []
+    prompts = tokenizer([prompt_text(tokenizer, fmt, e) for e in examples], add_special_tokens=False)
+    completions = tokenizer([fmt.render_completion(e) for e in examples], add_special_tokens=False)
+    out = []
+    for prompt_ids, completion_ids in zip(prompts["input_ids"], completions["input_ids"]):
+        completion_ids = completion_ids + [tokenizer.eos_token_id]
+        out.append({
+            "input_ids": prompt_ids + completion_ids,
+            "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
+        })
+    return out
