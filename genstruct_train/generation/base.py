@@ -40,10 +40,15 @@ class Generator(ABC):
 
     Prompts are text. `encode_prompt` is the one place that turns a prompt into ids: a prompt that
     already starts with the BOS token (a rendered chat template) is encoded as is; otherwise BOS is
-    prepended, as the model saw in training."""
+    prepended, as the model saw in training. A continuation is encoded on its own, without special
+    tokens, and appended to the context ids (as prompt and completion were in training).
+
+    `context_length` is the model's maximum sequence length (prompt + generated tokens), or None
+    when unknown."""
 
     model_name: str
     tokenizer: object
+    context_length: int | None = None
 
     def encode_prompt(self, prompt: str) -> list[int]:
         tok = self.tokenizer
@@ -52,6 +57,9 @@ class Generator(ABC):
         if bos is not None and (not ids or ids[0] != bos):
             ids = [bos] + ids
         return ids
+
+    def encode_continuation(self, continuation: str) -> list[int]:
+        return self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
 
     @abstractmethod
     def generate(self, prompts: list[str], sampling: SamplingParams, progress: bool = True
@@ -62,3 +70,65 @@ class Generator(ABC):
 
     def close(self) -> None:
         """Free the model (and any server or worker)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """`text` cut just before the earliest occurrence of any stop string; (text, found)."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    if not cuts:
+        return text, False
+    return text[:min(cuts)], True
+
+
+def finish(tokenizer, ids: list[int], eos_ids: set[int], sampling: SamplingParams) -> Completion:
+    """A Completion from the raw generated ids of one sequence (which may run past EOS or a stop
+    string with padding): cut at the first EOS, then exactly before the first stop string. Text is
+    the generated ids decoded on their own (special tokens skipped). After a stop-string cut,
+    token_ids are the shortest prefix of the ids whose text covers the kept text."""
+    reason = "length"
+    for i, t in enumerate(ids):
+        if t in eos_ids:
+            ids, reason = ids[:i], "eos"
+            break
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    text, found = cut_at_stop(text, sampling.stop)
+    if found:
+        lo, hi = 0, len(ids)  # smallest k with len(decode(ids[:k])) >= len(text)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(tokenizer.decode(ids[:mid], skip_special_tokens=True)) >= len(text):
+                hi = mid
+            else:
+                lo = mid + 1
+        ids, reason = ids[:lo], "stop"
+    return Completion(text=text, token_ids=list(ids), finish_reason=reason)
+
+
+def resolve_model(model: str, adapter: str | None = None) -> tuple[str, str | None]:
+    """(base model, adapter) with clear errors for paths that do not exist. A directory holding
+    only a LoRA adapter (adapter_config.json, no config.json) is resolved to its base model."""
+    import json
+    from pathlib import Path
+
+    from ..errors import GenstructError
+
+    def check(path: str, what: str) -> None:
+        looks_local = path.startswith(("/", ".", "~")) or path.count("/") != 1
+        if not Path(path).expanduser().exists() and looks_local:
+            raise GenstructError(f"{what} {path!r} does not exist")
+
+    check(model, "model path")
+    if adapter is not None:
+        check(adapter, "adapter path")
+    local = Path(model).expanduser()
+    if adapter is None and (local / "adapter_config.json").exists() and not (local / "config.json").exists():
+        adapter = model
+        model = json.loads((local / "adapter_config.json").read_text())["base_model_name_or_path"]
+        check(model, f"base model of adapter {adapter!r}:")
+    return model, adapter

@@ -1,0 +1,141 @@
+"""hf backend on a tiny real Mistral checkpoint: batching changes nothing, seeds reproduce, stop
+strings cut exactly, EOS comes from the checkpoint, LoRA adapters load, loglikelihood is exact."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from genstruct_train.errors import GenstructError
+from genstruct_train.formats import get_format
+from genstruct_train.generation import SamplingParams, load_generator
+from genstruct_train.tokenization import prompt_text
+
+PROMPTS = [
+    "Hello",
+    "The capital of France is a city with a long history, and its river is called",
+    "a b c",
+    "Photosynthesis converts light energy into chemical energy stored in glucose. Plants",
+    "Why?",
+    "One two three four five six",
+]
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_model_dir):
+    return load_generator(str(tiny_model_dir), batch_size=4)
+
+
+def reference(model, ids, max_new_tokens):
+    out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                         max_new_tokens=max_new_tokens, do_sample=False)
+    return out[0, len(ids):].tolist()
+
+
+def test_greedy_equals_generate_per_prompt(gen, mistral_tokenizer):
+    example = {"title": "Paris", "content": "Paris is the capital of France."}
+    prompts = PROMPTS + [prompt_text(mistral_tokenizer, get_format("genstruct"), example)]
+    outs = gen.generate(prompts, SamplingParams(max_new_tokens=12), progress=False)
+    assert [len(o) for o in outs] == [1] * len(prompts)
+    lengths = {len(gen.encode_prompt(p)) for p in prompts}
+    assert len(lengths) >= 5  # really different lengths, padded together in batches of 4
+    for prompt, (completion,) in zip(prompts, outs):
+        ids = gen.encode_prompt(prompt)
+        expected = reference(gen.model, ids, 12)
+        assert completion.token_ids == expected
+        assert completion.text == gen.tokenizer.decode(expected, skip_special_tokens=True)
+        assert completion.finish_reason == "length"
+    # the rendered chat template starts with BOS and is encoded as is
+    assert gen.encode_prompt(prompts[-1]) == mistral_tokenizer.apply_chat_template(
+        [example], tokenize=True, return_dict=False)
+
+
+def test_samples_reproducible_with_seed(gen):
+    sp = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9, top_k=50, n=3, seed=7)
+    a = gen.generate(PROMPTS, sp, progress=False)
+    b = gen.generate(PROMPTS, sp, progress=False)
+    assert [len(o) for o in a] == [3] * len(PROMPTS)
+    assert a == b
+    assert len({c.text for c in a[1]}) == 3  # three distinct samples
+    c = gen.generate(PROMPTS, SamplingParams(max_new_tokens=10, temperature=1.0, n=3, seed=8), progress=False)
+    assert a != c
+
+
+def test_stop_strings_cut_exactly_per_sequence(gen):
+    full = gen.generate(PROMPTS[:3], SamplingParams(max_new_tokens=16), progress=False)
+    texts = [o[0].text for o in full]
+    stop = texts[1][len(texts[1]) // 2:][:3]  # three characters from the middle of prompt 1's output
+    assert stop and all(stop not in t for t in (texts[0], texts[2]))
+    cut = gen.generate(PROMPTS[:3], SamplingParams(max_new_tokens=16, stop=[stop, "never-there"]),
+                       progress=False)
+    assert cut[1][0].text == texts[1][:texts[1].find(stop)]
+    assert cut[1][0].finish_reason == "stop"
+    kept = gen.tokenizer.decode(cut[1][0].token_ids, skip_special_tokens=True)
+    assert kept.startswith(cut[1][0].text)
+    assert cut[1][0].token_ids == full[1][0].token_ids[:len(cut[1][0].token_ids)]
+    assert len(cut[1][0].token_ids) < len(full[1][0].token_ids)
+    # the other sequences in the same batch are untouched
+    assert [cut[i][0] for i in (0, 2)] == [full[i][0] for i in (0, 2)]
+
+
+def test_eos_from_generation_config(gen, tiny_model_dir, tmp_path):
+    (first,) = gen.generate(PROMPTS[:1], SamplingParams(max_new_tokens=12), progress=False)[0]
+    eos = first.token_ids[4]
+    assert eos not in first.token_ids[:4]
+    ckpt = tmp_path / "eos"
+    shutil.copytree(tiny_model_dir, ckpt)
+    cfg = json.loads((ckpt / "generation_config.json").read_text())
+    cfg["eos_token_id"] = [2, eos]
+    (ckpt / "generation_config.json").write_text(json.dumps(cfg))
+    (out,) = load_generator(str(ckpt)).generate(PROMPTS[:1], SamplingParams(max_new_tokens=12),
+                                                progress=False)[0]
+    assert out.finish_reason == "eos"
+    assert out.token_ids == first.token_ids[:4]
+
+
+def test_lora_adapter(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"],
+                                                 init_lora_weights=False))
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    sp = SamplingParams(max_new_tokens=10)
+    with_adapter = load_generator(str(tiny_model_dir), adapter=str(tmp_path / "adapter"))
+    outs = with_adapter.generate(PROMPTS[:3], sp, progress=False)
+    ref_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                          tmp_path / "adapter").eval()
+    for prompt, (c,) in zip(PROMPTS[:3], outs):
+        assert c.token_ids == reference(ref_model, with_adapter.encode_prompt(prompt), 10)
+    plain = load_generator(str(tiny_model_dir)).generate(PROMPTS[:3], sp, progress=False)
+    assert plain != outs  # the adapter changes the output
+    # an adapter directory alone resolves to its base model
+    alone = load_generator(str(tmp_path / "adapter")).generate(PROMPTS[:3], sp, progress=False)
+    assert alone == outs
+
+
+def test_loglikelihood_matches_forward_pass(gen):
+    requests = [("Hello", " world"), ("The capital of France is", " Paris, of course."),
+                ("a b c", " d"), ("Why?", " Because the sky is blue and the grass is green.")]
+    scores = gen.loglikelihood(requests, progress=False)
+    for (ctx, cont), score in zip(requests, scores):
+        c_ids, x_ids = gen.encode_prompt(ctx), gen.tokenizer(cont, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = gen.model(torch.tensor([c_ids + x_ids])).logits[0]
+        logp = torch.log_softmax(logits, -1)
+        expected = sum(logp[len(c_ids) + j - 1, t].item() for j, t in enumerate(x_ids))
+        assert score == pytest.approx(expected, abs=1e-4)
+    assert scores[1] != scores[3]
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    with pytest.raises(GenstructError, match="does not exist"):
+        load_generator(str(tmp_path / "nope"))
+    with pytest.raises(GenstructError, match="unknown generation backend"):
+        load_generator(str(tmp_path), backend="tgi")
