@@ -33,3 +33,26 @@ def load_generator(model: str, backend: str = "hf", *, adapter: str | None = Non
 
 
 __all__ = ["BACKENDS", "Completion", "Generator", "SamplingParams", "load_generator"]
+
+
+def add_arguments(parser, model_required: bool = True) -> None:
+    """The generation options every command that samples from a model shares."""
+    g = parser.add_argument_group("generation backend")
+    g.add_argument("--model", required=model_required,
+                   help="checkpoint directory or hub id (openai backend: the served model name)")
+    g.add_argument("--adapter", help="LoRA adapter directory applied on top of --model (hf, vllm)")
+    g.add_argument("--backend", choices=list(BACKENDS), default="hf")
+    g.add_argument("--batch-size", type=int, default=32,
+                   help="sequences per batch (hf); concurrent requests (openai)")
+    g.add_argument("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--api-key", help="openai backend: API key (default: $OPENAI_API_KEY)")
+    g.add_argument("--tokenizer", help="openai backend: local tokenizer (path or hub id) used to render "
+                   "prompts and count tokens; default: --model when it is a local path")
+
+
+def from_args(args) -> Generator:
+    """load_generator from the options of `add_arguments`."""
+    options = {"batch_size": args.batch_size}
+    if args.backend == "openai":
+        options.update(base_url=args.base_url, api_key=args.api_key, tokenizer=args.tokenizer)
+    return load_generator(args.model, args.backend, adapter=args.adapter, **options)
