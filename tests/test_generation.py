@@ -139,3 +139,8 @@ def test_missing_model_path_is_a_clear_error(tmp_path):
         load_generator(str(tmp_path / "nope"))
     with pytest.raises(GenstructError, match="unknown generation backend"):
         load_generator(str(tmp_path), backend="tgi")
+
+
+def test_vllm_backend_clear_error_without_vllm_or_cuda(tiny_model_dir):
+    with pytest.raises(GenstructError, match="vllm backend needs"):
+        load_generator(str(tiny_model_dir), "vllm")
