@@ -1,0 +1,270 @@
+"""`genstruct-train data build`: grounded training examples from ROPES, SQuAD-format or JSONL data.
+
+    genstruct-train data build --source ropes|squad|jsonl --path PATH [--format genstruct|synthesizer] --output DIR
+    genstruct-train data build --config data/<mixture>.yaml --output DIR
+
+Library API (both return the report dict that is also written to DIR/report.json):
+
+    build_from_source(source: str, path: str | Path | None, output_dir: str | Path,
+                      format: str = "genstruct", **opts) -> dict
+        opts: any mixture key (tokenizer, max_tokens, dedupe, seed, validation={"fraction": f} | {"size": n})
+        or source key (hub, subset, split, name, weight, max_samples); an unknown key is an error.
+    build_from_mixture(config_path: str | Path, output_dir: str | Path, format: str | None = None) -> dict
+
+Output: DIR/train.jsonl (+ DIR/validation.jsonl when a split is asked for), rows
+{id, source, title, content, user, assistant, prompt, completion} where prompt/completion are the
+format's render (genstruct_train.formats; tokenize them with genstruct_train.tokenization.tokenize_examples),
+and DIR/report.json {"read", "written", "train", "validation", "skipped": {reason: n}, "sources": {name:
+{...same counts}}, "skip_examples": {reason: [where, ...]}, ...} with read == written + sum(skipped).
+
+Steps, in order; each drop is a counted skip reason:
+  1. read (sources.py): missing_field:<field> for a row without a field the source needs;
+  2. check: empty_title, empty_content, empty_question, empty_answer; answer_outside_passage when an
+     extractive answer's answer_start + length runs past its passage or does not match its text;
+  3. duplicate: an exact copy (title, content, user, assistant) of an earlier example (dedupe: true);
+  4. over_max_tokens: prompt + completion + EOS tokens (the format's tokenization) > max_tokens;
+  5. source_weight / source_cap: seeded sampling down to weight * n, then to max_samples;
+  6. validation: whole passages (all questions on one content) drawn with the seed until the
+     requested fraction or size of examples is reached, so validation passages are unseen in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections import Counter, defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import GenstructError
+from ..formats import get_format
+from ..io import write_json, write_jsonl
+from .mixture import Mixture, SourceSpec, check_build_format, load_mixture, parse_mixture
+from .sources import SOURCES, Skip, check_source, read_source
+
+SKIP_EXAMPLES = 5  # locations kept per skip reason in the report
+TOKEN_BATCH = 1024
+
+
+def build_from_source(source: str, path, output_dir, format: str = "genstruct", **opts) -> dict:
+    check_source(source)
+    _check_format(format)
+    source_keys = set(SourceSpec.model_fields) - {"type", "path"}
+    source_opts = {k: opts.pop(k) for k in list(opts) if k in source_keys}
+    raw = {"format": format, **opts,
+           "sources": [{"type": source, "path": None if path is None else str(path), **source_opts}]}
+    return build(parse_mixture(raw, "build_from_source", Path.cwd()), output_dir)
+
+
+def build_from_mixture(config_path, output_dir, format: str | None = None) -> dict:
+    mixture = load_mixture(config_path)
+    if format is not None:
+        mixture.format = _check_format(format)
+    return build(mixture, output_dir, config_path=str(config_path))
+
+
+def _check_format(name: str) -> str:
+    try:
+        return check_build_format(name)
+    except ValueError as e:
+        raise GenstructError(str(e)) from None
+
+
+def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
+    started = time.time()
+    fmt = get_format(mixture.format)
+    skipped: dict[str, Counter] = defaultdict(Counter)
+    where_of: dict[str, list] = defaultdict(list)
+    read: Counter = Counter()
+
+    def skip(source: str, reason: str, where: str) -> None:
+        skipped[source][reason] += 1
+        if len(where_of[reason]) < SKIP_EXAMPLES:
+            where_of[reason].append(where)
+
+    # 1-3: read, check, dedupe
+    examples: list[dict] = []
+    seen: set[tuple] = set()
+    for spec in mixture.sources:
+        for item in read_source(spec.type, spec.path, spec.hub, spec.subset, spec.split):
+            read[spec.name] += 1
+            if isinstance(item, Skip):
+                skip(spec.name, item.reason, item.where)
+                continue
+            row_id = f"{spec.name}-{item['id']}"
+            where = f"id={row_id}"
+            reason = _check(item)
+            if reason:
+                skip(spec.name, reason, where)
+                continue
+            key = (item["title"], item["content"], item["user"], item["assistant"])
+            if mixture.dedupe and key in seen:
+                skip(spec.name, "duplicate", where)
+                continue
+            seen.add(key)
+            examples.append({"id": row_id, "source": spec.name, "title": item["title"],
+                             "content": item["content"], "user": item["user"], "assistant": item["assistant"]})
+
+    # 4: token limit
+    token_stats = None
+    if mixture.max_tokens is not None and examples:
+        lengths = _token_lengths(mixture.tokenizer, fmt, examples)
+        kept = []
+        for ex, n in zip(examples, lengths):
+            if n > mixture.max_tokens:
+                skip(ex["source"], "over_max_tokens", f"id={ex['id']} ({n} tokens)")
+            else:
+                kept.append(ex)
+        token_stats = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
+                       "total": sum(lengths)}
+        examples = kept
+
+    # 5: per-source weight and cap
+    rng = random.Random(mixture.seed)
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for ex in examples:
+        by_source[ex["source"]].append(ex)
+    examples = []
+    for spec in mixture.sources:
+        rows = by_source[spec.name]
+        for reason, limit in (("source_weight", round(spec.weight * len(rows))), ("source_cap", spec.max_samples)):
+            if limit is not None and len(rows) > limit:
+                keep = set(rng.sample(range(len(rows)), limit))
+                for i, ex in enumerate(rows):
+                    if i not in keep:
+                        skip(spec.name, reason, f"id={ex['id']}")
+                rows = [ex for i, ex in enumerate(rows) if i in keep]
+        examples.extend(rows)
+
+    # 6: validation split by passage
+    train, validation = _split(examples, mixture, rng)
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(output_dir / "train.jsonl", (_row(fmt, ex) for ex in train))
+    if mixture.validation is not None:
+        write_jsonl(output_dir / "validation.jsonl", (_row(fmt, ex) for ex in validation))
+
+    n_train, n_val = Counter(ex["source"] for ex in train), Counter(ex["source"] for ex in validation)
+    sources = {
+        spec.name: {"type": spec.type, "path": spec.path, "hub": spec.hub, "read": read[spec.name],
+                    "written": n_train[spec.name] + n_val[spec.name], "train": n_train[spec.name],
+                    "validation": n_val[spec.name], "skipped": dict(skipped[spec.name])}
+        for spec in mixture.sources
+    }
+    total_skipped = sum((skipped[s] for s in skipped), Counter())
+    report = {
+        "read": sum(read.values()), "written": len(train) + len(validation), "train": len(train),
+        "validation": len(validation), "skipped": dict(total_skipped), "sources": sources,
+        "skip_examples": dict(where_of), "format": fmt.name, "tokenizer": mixture.tokenizer,
+        "max_tokens": mixture.max_tokens, "tokens": token_stats, "config": config_path,
+        "mixture": mixture.model_dump(), "seconds": round(time.time() - started, 2),
+    }
+    assert report["read"] == report["written"] + sum(report["skipped"].values()), report
+    write_json(output_dir / "report.json", report)
+    return report
+
+
+def _check(ex: dict) -> str | None:
+    for field, reason in (("title", "empty_title"), ("content", "empty_content"), ("user", "empty_question"),
+                          ("assistant", "empty_answer")):
+        if not ex[field].strip():
+            return reason
+    start = ex.pop("answer_start", None)
+    if start is not None:
+        content, answer = ex["content"], ex["assistant"]
+        if start < 0 or start + len(answer) > len(content) or content[start:start + len(answer)] != answer:
+            return "answer_outside_passage"
+    for field in ("title", "content", "user", "assistant"):
+        ex[field] = ex[field].strip()
+    return None
+
+
+def _token_lengths(tokenizer_name: str, fmt, examples: list[dict]) -> list[int]:
+    from tqdm import tqdm
+
+    from ..tokenization import tokenize_examples
+
+    tokenizer = _load_tokenizer(tokenizer_name)
+    lengths: list[int] = []
+    bar = tqdm(total=len(examples), desc="counting tokens", unit="ex")
+    started, tokens = time.time(), 0
+    for i in range(0, len(examples), TOKEN_BATCH):
+        batch = tokenize_examples(tokenizer, fmt, examples[i:i + TOKEN_BATCH])
+        lengths.extend(len(t["input_ids"]) for t in batch)
+        tokens += sum(lengths[-len(batch):])
+        bar.update(len(batch))
+        bar.set_postfix(tok_per_s=f"{tokens / max(time.time() - started, 1e-6):,.0f}")
+    bar.close()
+    return lengths
+
+
+@lru_cache(maxsize=2)
+def _load_tokenizer(name: str):
+    from ..tokenization import load_tokenizer
+
+    return load_tokenizer(name)
+
+
+def _split(examples: list[dict], mixture: Mixture, rng: random.Random) -> tuple[list[dict], list[dict]]:
+    if mixture.validation is None:
+        return examples, []
+    want = mixture.validation.size or round(mixture.validation.fraction * len(examples))
+    if want >= len(examples):
+        raise GenstructError(f"validation asks for {want} examples but only {len(examples)} remain")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        groups[ex["content"]].append(i)
+    order = list(groups)
+    rng.shuffle(order)
+    chosen: set[int] = set()
+    for content in order:
+        if len(chosen) >= want:
+            break
+        chosen.update(groups[content])
+    return ([ex for i, ex in enumerate(examples) if i not in chosen],
+            [ex for i, ex in enumerate(examples) if i in chosen])
+
+
+def _row(fmt, ex: dict) -> dict:
+    return {**ex, "prompt": fmt.render_prompt(ex), "completion": fmt.render_completion(ex)}
+
+
+# ---- CLI -------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", help=f"one source: {' | '.join(SOURCES)}")
+    parser.add_argument("--path", help="the source's local file")
+    parser.add_argument("--hub", help="instead of --path: a hub dataset id (with --split)")
+    parser.add_argument("--split", default="train", help="hub split (default: train)")
+    parser.add_argument("--config", help="a mixture YAML (data/*.yaml) instead of --source")
+    parser.add_argument("--format", default=None, help="genstruct (default) | synthesizer")
+    parser.add_argument("--output", required=True, help="output directory")
+    parser.add_argument("--max-tokens", type=int, help="skip examples longer than this many tokens")
+    parser.add_argument("--tokenizer", default="mistral-common", help="tokenizer for --max-tokens")
+    parser.add_argument("--validation-fraction", type=float, help="hold out this fraction of passages")
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.config is None) == (args.source is None):
+        raise GenstructError("give either --config MIXTURE.yaml or --source with --path (or --hub)")
+    if args.config:
+        report = build_from_mixture(args.config, args.output, format=args.format)
+    else:
+        if (args.path is None) == (args.hub is None):
+            raise GenstructError("--source needs exactly one of --path or --hub")
+        opts = {"tokenizer": args.tokenizer, "max_tokens": args.max_tokens, "seed": args.seed}
+        if args.hub:
+            opts.update(hub=args.hub, split=args.split)
+        if args.validation_fraction is not None:
+            opts["validation"] = {"fraction": args.validation_fraction}
+        report = build_from_source(args.source, args.path, args.output, format=args.format or "genstruct", **opts)
+    files = [name for name in ("train.jsonl", "validation.jsonl", "report.json") if (Path(args.output) / name).exists()]
+    print(f"read {report['read']}, wrote {report['written']} (train {report['train']}, validation "
+          f"{report['validation']}), skipped {sum(report['skipped'].values())} {report['skipped']}")
+    for name, s in report["sources"].items():
+        print(f"  {name}: read {s['read']}, wrote {s['written']}, skipped {s['skipped']}")
+    print(f"-> {args.output}: {', '.join(files)}")
+    return 0
