@@ -1,0 +1,170 @@
+"""Shared pieces of the benchmarks: the run context, prompt chat formatting, subsets, scoring
+(exact match, SQuAD F1, unbiased pass@k) and data provenance."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import random
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GenstructError
+
+CHAT_FORMATS = ("none", "tulu", "template")
+
+
+@dataclass
+class Context:
+    """What a benchmark's `predict` gets: the model, where the data is and the run's options."""
+
+    generator: object  # genstruct_train.generation.Generator
+    data_dir: Path  # the shared data root (its eval/ subfolder holds the benchmarks)
+    limit: int | None = None  # items per task / subject / language
+    chat_format: str = "none"
+    max_new_tokens: int | None = None  # caps every benchmark's own generation length
+    judge: object | None = None  # alpaca_farm's judge Generator
+    options: dict = field(default_factory=dict)  # benchmark-specific overrides (e.g. codex_samples)
+
+    def new_tokens(self, default: int) -> int:
+        return min(default, self.max_new_tokens) if self.max_new_tokens else default
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.generator.encode_prompt(text))
+
+
+def chat_prompt(ctx: Context, user: str, answer_prefix: str = "", chat_answer_prefix: str | None = None) -> str:
+    """open-instruct's prompt assembly: without chat format `user + answer_prefix`; with it, the user
+    turn rendered by the chat format, then the reply opened by `chat_answer_prefix` (verbatim) or the
+    stripped `answer_prefix` (e.g. "\nAnswer:" -> "Answer:"), after a space unless the turn ends in one."""
+    if ctx.chat_format == "none":
+        return user + answer_prefix
+    if ctx.chat_format == "tulu":
+        from ..formats import get_format
+
+        text = get_format("tulu").render_prompt({"user": user})
+    elif ctx.chat_format == "template":
+        from jinja2 import TemplateError
+
+        tok = ctx.generator.tokenizer
+        if not getattr(tok, "chat_template", None):
+            raise GenstructError("--chat-format template: the model's tokenizer has no chat template")
+        try:
+            text = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                           add_generation_prompt=True)
+        except (TemplateError, KeyError, TypeError, ValueError) as e:  # e.g. genstruct's title/content template
+            raise GenstructError(f"--chat-format template: the model's chat template failed: {e}") from None
+    else:
+        raise GenstructError(f"unknown chat format {ctx.chat_format!r}; valid: {', '.join(CHAT_FORMATS)}")
+    prefix = chat_answer_prefix if chat_answer_prefix is not None else answer_prefix.strip()
+    if not prefix:
+        return text
+    return text + (prefix if text[-1:] in ("\n", " ") else " " + prefix)
+
+
+def subset(items: list, n: int | None, seed: int = 42) -> list:
+    """`n` items drawn with a fixed seed, kept in data order (all when n is None or too large)."""
+    if n is None or n >= len(items):
+        return list(items)
+    keep = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in keep]
+
+
+def limited(items: list, limit: int | None) -> list:
+    return list(items) if limit is None else list(items)[:limit]
+
+
+# --- scoring ------------------------------------------------------------------------------------
+
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """HF `evaluate` exact_match with ignore_case and ignore_punctuation (open-instruct's setting)."""
+    return float(prediction.lower().translate(_PUNCT) == gold.lower().translate(_PUNCT))
+
+
+def last_number(text: str) -> str:
+    """open-instruct's GSM answer: drop thousands separators, take the last number; the text itself
+    when there is none. (open-instruct's pattern loses the sign of integers; the score is the same,
+    as exact match ignores punctuation, but the extracted answer keeps it here.)"""
+    text = re.sub(r"(\d),(\d)", r"\1\2", text)
+    numbers = re.findall(r"[-+]?\d*\.\d+|[-+]?\d+", text)
+    return numbers[-1] if numbers else text
+
+
+def answer_after(text: str) -> str:
+    """BBH answer: the text between the first "So the answer is" and the next period; otherwise the
+    output's first paragraph (what a model without chain of thought writes)."""
+    found = re.search(r"So the answer is (.*?)\.", text)
+    if found:
+        return found.group(1).strip()
+    return text.strip().split("\n\n")[0].strip()
+
+
+def squad_normalize(text: str) -> str:
+    text = text.lower().translate(_PUNCT)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def squad_f1(prediction: str, gold: str) -> float:
+    pred, ref = squad_normalize(prediction).split(), squad_normalize(gold).split()
+    common = collections.Counter(pred) & collections.Counter(ref)
+    overlap = sum(common.values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(pred), overlap / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(prediction: str, golds: list[str]) -> tuple[float, float]:
+    """(F1, EM) in percent, each the best over the gold answers (the SQuAD v1.1 script)."""
+    f1 = max(squad_f1(prediction, g) for g in golds)
+    em = max(float(squad_normalize(prediction) == squad_normalize(g)) for g in golds)
+    return 100.0 * f1, 100.0 * em
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), from n samples with c correct."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def mean(values) -> float | None:
+    values = list(values)
+    return float(sum(values) / len(values)) if values else None
+
+
+def group_means(rows: list[dict], key: str = "group", value: str = "score") -> dict[str, float]:
+    groups: dict[str, list[float]] = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row[value])
+    return {g: mean(v) for g, v in sorted(groups.items())}
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(paths: list[Path]) -> list[dict]:
+    return [{"path": str(p), "sha256": sha256(p)} for p in sorted(paths)]
+
+
+def require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise GenstructError(f"{what} not found at {path} (pass --data-dir; layout of shared/data/README.md)")
+    return path

@@ -1,0 +1,100 @@
+"""MMLU (open-instruct settings): 57 subjects, 0-shot and 5-shot (the first dev examples; shots
+dropped one by one until the prompt fits the model's context), all test questions by default.
+The prediction is the choice among " A", " B", " C", " D" with the highest log-probability as the
+next token (`Generator.loglikelihood`). Accuracy per subject, over all questions (the camels
+table's number, open-instruct's `average_acc`) and as the macro mean over subjects."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..errors import DataError
+from .common import Context, chat_prompt, group_means, limited, mean, require
+
+NAME = "mmlu"
+SETTINGS = {"0shot": 0, "5shot": 5}
+CHOICES = ("A", "B", "C", "D")
+DEFAULT_CONTEXT = 2048  # open-instruct's prompt budget, used when the backend does not know the model's
+
+
+def data_files(data_dir: Path) -> list[Path]:
+    root = require(data_dir / "eval" / "mmlu", "MMLU")
+    return sorted(root.glob("dev/*_dev.csv")) + sorted(root.glob("test/*_test.csv"))
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    for i, row in enumerate(rows, 1):
+        if len(row) != 6 or row[5] not in CHOICES:
+            raise DataError("expected question,A,B,C,D,answer with answer in A-D", path, i)
+    return rows
+
+
+def subjects(data_dir: Path) -> list[str]:
+    return sorted(p.name[: -len("_test.csv")] for p in (data_dir / "eval" / "mmlu" / "test").glob("*_test.csv"))
+
+
+def format_example(row: list[str], with_answer: bool) -> str:
+    text = row[0] + "".join(f"\n{c}. {row[i + 1]}" for i, c in enumerate(CHOICES)) + "\nAnswer:"
+    return text + (f" {row[5]}\n\n" if with_answer else "")
+
+
+def header(subject: str) -> str:
+    # " ".join with a leading space reproduces the original's double space after "about"
+    return ("The following are multiple choice questions (with answers) about {}.\n\n"
+            .format("".join(" " + w for w in subject.split("_"))))
+
+
+def build_prompt(ctx: Context, subject: str, dev: list[list[str]], row: list[str], shots: int,
+                 budget: int) -> tuple[str, int]:
+    """The prompt with as many of the first `shots` dev examples as fit in `budget` tokens."""
+    k = shots
+    while True:
+        user = header(subject) + "".join(format_example(d, True) for d in dev[:k]) + format_example(row, False)
+        prompt = chat_prompt(ctx, user, "", chat_answer_prefix="The answer is:")
+        if k == 0 or ctx.count_tokens(prompt) <= budget:
+            return prompt, k
+        k -= 1
+
+
+def predict(ctx: Context) -> list[dict]:
+    data_files(ctx.data_dir)
+    context = getattr(ctx.generator, "context_length", None)
+    budget = context - 1 if context else DEFAULT_CONTEXT  # leave room for the answer token
+    rows = []
+    for setting, shots in SETTINGS.items():
+        for subject in subjects(ctx.data_dir):
+            dev = read_csv(ctx.data_dir / "eval" / "mmlu" / "dev" / f"{subject}_dev.csv")
+            test = limited(read_csv(ctx.data_dir / "eval" / "mmlu" / "test" / f"{subject}_test.csv"), ctx.limit)
+            for i, row in enumerate(test):
+                prompt, used = build_prompt(ctx, subject, dev, row, shots, budget)
+                rows.append({"id": f"{subject}-{i}", "setting": setting, "group": subject, "shots": used,
+                             "prompt": prompt, "gold": row[5]})
+    requests = [(r["prompt"], " " + c) for r in rows for c in CHOICES]
+    logprobs = ctx.generator.loglikelihood(requests)
+    for i, row in enumerate(rows):
+        row["output"] = dict(zip(CHOICES, logprobs[4 * i: 4 * i + 4]))
+    return rows
+
+
+def score(rows: list[dict]) -> dict:
+    for row in rows:
+        out = row["output"]
+        row["answer"] = max(CHOICES, key=lambda c: out[c])  # first of equal maxima
+        row["score"] = 100.0 * (row["answer"] == row["gold"])
+    scores, counts = {}, {}
+    for s, shots in SETTINGS.items():
+        chosen = [r for r in rows if r["setting"] == s]
+        per_subject = group_means(chosen)
+        scores[s] = {"accuracy": mean(r["score"] for r in chosen), "macro_accuracy": mean(per_subject.values()),
+                     "per_subject": per_subject}
+        counts[s] = {"questions": len(chosen), "subjects": len(per_subject),
+                     "fewer_shots": sum(r.get("shots", shots) < shots for r in chosen)}
+    return {"scores": scores, "counts": counts}
+
+
+def summary(metrics: dict) -> dict:
+    s = metrics["scores"]
+    return {"MMLU 0-shot": s["0shot"]["accuracy"], "MMLU 5-shot": s["5shot"]["accuracy"]}
