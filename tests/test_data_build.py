@@ -291,3 +291,20 @@ def test_mixture_errors_name_the_key(tmp_path, yaml_text, message):
     assert str(e.value).startswith(str(tmp_path / "mix.yaml") + ": ")
     assert message in str(e.value)
     assert not (tmp_path / "out").exists()  # validated before anything is read or written
+
+
+def test_hub_loader_on_a_local_dataset_folder(tmp_path):
+    """The `hub:` path goes through datasets.load_dataset; a local data-set folder exercises it offline."""
+    folder = tmp_path / "squad-like"
+    jsonl_file(folder.mkdir() or folder, [
+        {"id": "a", "title": "Nile_River", "context": "The Nile floods every summer.", "question": "When?",
+         "answers": {"text": ["every summer"], "answer_start": [16]}},
+        {"id": "b", "title": "Nile_River", "context": "The Nile floods every summer.", "question": "Where?",
+         "answers": {"text": ["Egypt"], "answer_start": [0]}},
+    ], name="train.jsonl")
+    config = write_mixture(tmp_path, f"sources:\n  - {{type: squad, name: nile, hub: {folder}, split: train}}\n")
+    report = build_from_mixture(config, tmp_path / "out")
+    assert (report["read"], report["written"], report["skipped"]) == (2, 1, {"answer_outside_passage": 1})
+    assert rows(tmp_path / "out/train.jsonl")[0]["title"] == "Nile River"
+    with pytest.raises(GenstructError, match="cannot load hub dataset 'nobody/no-such-dataset'"):
+        build_from_source("squad", None, tmp_path / "out2", hub="nobody/no-such-dataset")
