@@ -1,0 +1,139 @@
+"""Method "synthesizer": several `<QUE> q <ANS> a </END>` pairs per passage from an
+instruction-synthesizer model (Instruction Pre-Training); one output row per parsed pair.
+
+A corpus method for synthesis/run.py (FORMAT, DEFAULTS, prompt, rows). With --synthesizer-rounds R > 1
+it runs its own loop, Instruction Pre-Training's multi-round inference: the corpus is cut into R
+contiguous slices; passage i of round r is prompted after the chain of round r-1's passage i — that
+passage and the pairs synthesized for it (and, when that one was itself chained, its own
+demonstrations), each rendered `<s> <CON> text </CON>\\n\\n<QUE> q <ANS> a </END>...</s>` — so the model
+sees its own earlier outputs as few-shot demonstrations. A previous passage that yielded no pair
+breaks the chain. Oldest demonstrations are dropped first when the prompt would not fit the model's
+context. Each round is a resumable job in DIR/round-R/; DIR/synthesized.jsonl and DIR/rejected.jsonl
+gather all rounds (round number in `round`), DIR/report.json sums them.
+"""
+
+from __future__ import annotations
+
+from ..formats import get_format
+from ..io import read_json
+from ..tokenization import prompt_text
+
+FORMAT = "synthesizer"
+DEFAULTS = {"max_new_tokens": 400, "temperature": 0.0, "top_p": 1.0}  # greedy, as the synthesizer's card
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("method synthesizer")
+    g.add_argument("--synthesizer-rounds", type=int, default=1,
+                   help="multi-round few-shot chaining over R slices of the corpus (1 = off)")
+
+
+def _demo_text(tokenizer, demo: dict) -> str:
+    fmt = get_format(FORMAT)
+    return prompt_text(tokenizer, fmt, demo) + fmt.render_completion(demo) + (tokenizer.eos_token or "")
+
+
+def prompt(tokenizer, passage: dict) -> str:
+    """BOS + ` <CON> {content} </CON>\\n\\n`, after the passage's demonstrations when it has any."""
+    demos = "".join(_demo_text(tokenizer, d) for d in passage.get("demos", ()))
+    return demos + prompt_text(tokenizer, get_format(FORMAT), passage)
+
+
+def rows(passage: dict, text: str) -> tuple[list[dict], str | None]:
+    parsed = get_format(FORMAT).parse(text)
+    if not parsed.ok:
+        return [], parsed.reason
+    return [{"user": q, "assistant": a} for q, a in parsed.pairs], None
+
+
+def chain_demos(previous: list[dict], results: dict[str, list[tuple[str, str]]]) -> list[list[dict]]:
+    """Demonstrations for the next round: for each passage of the previous round (in order), its own
+    demos plus itself with its pairs, or [] when it yielded no pair."""
+    out = []
+    for p in previous:
+        pairs = results.get(p["id"])
+        out.append([*p.get("demos", []), {"content": p["content"], "pairs": pairs}] if pairs else [])
+    return out
+
+
+def _fit_demos(generator, passage: dict, budget: int | None) -> dict:
+    """Drop the oldest demonstrations until the prompt fits `budget` tokens."""
+    while passage.get("demos") and budget is not None and \
+            len(generator.encode_prompt(prompt(generator.tokenizer, passage))) > budget:
+        passage = {**passage, "demos": passage["demos"][1:]}
+    return passage
+
+
+def run(args, generator) -> int:
+    """One corpus job (synthesis/run.py's loop); with several rounds, one per corpus slice, chained."""
+    import sys
+    from collections import Counter
+    from pathlib import Path
+
+    from ..errors import GenstructError
+    from ..io import read_jsonl, write_jsonl
+    from ..paths import data_dir
+    from . import run as runner
+    from .corpus import Corpus, file_sha256, parse_shard, read_corpus, shard_slice
+
+    rounds = args.synthesizer_rounds
+    if rounds < 1 or args.chunk_size < 1:
+        raise GenstructError("--synthesizer-rounds and --chunk-size must be >= 1")
+    if generator.tokenizer is None:
+        raise GenstructError("method 'synthesizer' renders prompts with the model's tokenizer: give --tokenizer")
+    module = sys.modules[__name__]
+    shard = parse_shard(args.shard)
+    corpus_path = str(args.corpus or data_dir() / "corpus" / "wiki-paragraphs.jsonl")
+    corpus = read_corpus(corpus_path, limit=args.limit, shard=shard)
+    sampling = runner.sampling_from_args(args, DEFAULTS)
+    out = runner.open_job(args.output, runner.job_manifest(
+        args, sampling, corpus_sha256=file_sha256(corpus_path), limit=args.limit,
+        shard=f"{shard[0]}/{shard[1]}", overlong=args.overlong))
+    try:
+        if rounds == 1:
+            return runner._run_corpus(args, module, generator, corpus, sampling, out, shard, corpus_path)
+        budget = generator.context_length - sampling.max_new_tokens if generator.context_length else None
+        passages, demos, reports = corpus.passages, [], []
+        for r in range(rounds):
+            current = [passages[k] for k in shard_slice(len(passages), (r, rounds))]
+            current = [_fit_demos(generator, {**p, "demos": demos[i]}, budget) if i < len(demos) and demos[i]
+                       else p for i, p in enumerate(current)]
+            skipped = corpus.skipped if r == 0 else Counter()
+            part = Corpus(passages=current, read=len(current) + sum(skipped.values()), skipped=skipped)
+            round_dir = Path(out) / f"round-{r + 1}"
+            round_dir.mkdir(parents=True, exist_ok=True)
+            runner._run_corpus(args, module, generator, part, sampling, round_dir, shard, corpus_path)
+            reports.append(read_json(round_dir / "report.json"))
+            results: dict[str, list[tuple[str, str]]] = {}
+            for row in read_jsonl(round_dir / "synthesized.jsonl"):
+                if row.get("sample", 0) == 0:
+                    results.setdefault(row["id"], []).append((row["user"], row["assistant"]))
+            demos = chain_demos(current, results)
+        for name in ("synthesized", "rejected"):
+            write_jsonl(Path(out) / f"{name}.jsonl",
+                        [{**row, "round": r + 1} for r in range(rounds)
+                         for row in read_jsonl(Path(out) / f"round-{r + 1}" / f"{name}.jsonl")])
+        runner.write_report(Path(out), {**sum_reports(reports), "rounds": rounds})
+        return 0
+    finally:
+        generator.close()
+
+
+def sum_reports(reports: list[dict]) -> dict:
+    """Numbers add, dicts add per key, other fields come from the first report."""
+    total: dict = {}
+    for rep in reports:
+        for k, v in rep.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float, dict)):
+                total[k] = total.get(k, v) if not isinstance(v, bool) else total.get(k, True) and v
+            elif isinstance(v, dict):
+                merged = dict(total.get(k, {}))
+                for kk, vv in v.items():
+                    merged[kk] = merged.get(kk, 0) + vv
+                total[k] = merged
+            else:
+                total[k] = total.get(k, 0) + v
+    seconds = total.get("generation_seconds", 0)
+    if seconds:
+        total["tokens_per_s"] = round(total.get("tokens_generated", 0) / seconds, 1)
+    return total

@@ -1,0 +1,248 @@
+"""The synthesizer, self-instruct and ada-instruct methods and `data rationalize`, on real tiny models.
+
+A random tiny model rarely writes anything that parses, so the end-to-end tests assert that the
+pipeline's counts add up and that whatever it kept satisfies the method's rules; the prompt, parse and
+filter tests pin the exact behaviour on constructed text. `eos_model` is the tiny Mistral with its EOS
+output row scaled up, so that its samples end (finish_reason "eos") after a few tokens, as a trained
+model's do, instead of always running to the token limit."""
+
+import json
+import shutil
+
+import pytest
+from rouge_score import rouge_scorer
+
+from genstruct_train.cli import main
+from genstruct_train.io import read_jsonl
+from genstruct_train.synthesis import ada_instruct, rationalize, self_instruct, synthesizer
+from genstruct_train.synthesis.similarity import Embedder, RougeLIndex, greedy_novel
+
+
+@pytest.fixture(scope="module")
+def eos_model(tiny_model_dir, tmp_path_factory):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-eos")
+    for f in tiny_model_dir.iterdir():
+        if f.is_file() and f.name != "model.safetensors":
+            shutil.copy(f, out / f.name)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.lm_head.weight[model.config.eos_token_id] *= 16
+    model.save_pretrained(out)
+    return out
+
+
+# --------------------------------------------------------------------------- synthesizer
+
+def test_synthesizer_prompt_chains_earlier_passages_as_demonstrations(mistral_tokenizer):
+    first = {"id": "p1", "title": "A", "content": " First passage. "}
+    assert synthesizer.prompt(mistral_tokenizer, first) == "<s> <CON> First passage. </CON>\n\n"
+    demos = synthesizer.chain_demos([first, {"id": "p2", "title": "B", "content": "Second."}],
+                                    {"p1": [("Q1?", "A1."), ("Q2?", "A2.")]})
+    assert demos == [[{"content": " First passage. ", "pairs": [("Q1?", "A1."), ("Q2?", "A2.")]}], []]
+    chained = {"id": "p3", "title": "C", "content": "Third.", "demos": demos[0]}
+    assert synthesizer.prompt(mistral_tokenizer, chained) == (
+        "<s> <CON> First passage. </CON>\n\n<QUE> Q1? <ANS> A1. </END>\n\n<QUE> Q2? <ANS> A2. </END></s>"
+        "<s> <CON> Third. </CON>\n\n")
+    # a chained passage carries its own demos forward
+    assert synthesizer.chain_demos([chained], {"p3": [("Q3?", "A3.")]}) == [
+        [demos[0][0], {"content": "Third.", "pairs": [("Q3?", "A3.")]}]]
+    rows, reason = synthesizer.rows(first, "<QUE> q1 <ANS> a1 </END>\n\n<QUE> Q1 <ANS> dup </END>\n\n<QUE> cut")
+    assert (rows, reason) == ([{"user": "q1", "assistant": "a1"}], None)
+    assert synthesizer.rows(first, "no pairs at all") == ([], "unterminated_pair")
+    assert synthesizer.rows(first, "") == ([], "no_pairs")
+
+
+def test_synthesizer_end_to_end_two_rounds(eos_model, tmp_path, data_dir):
+    out = tmp_path / "synth"
+    argv = ["synthesize", "--method", "synthesizer", "--model", str(eos_model), "--limit", "4",
+            "--max-new-tokens", "8", "--synthesizer-rounds", "2", "--output", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    rows, rejected = read_jsonl(out / "synthesized.jsonl"), read_jsonl(out / "rejected.jsonl")
+    assert report["rounds"] == 2 and report["passages"] == 4 and report["samples"] == 4
+    assert report["accepted"] + sum(report["rejected"].values()) == report["samples"]
+    assert len(rejected) == sum(report["rejected"].values()) and len(rows) == report["rows"]
+    assert sorted({r["round"] for r in rows + rejected}) == [1, 2]
+    for r in rows:
+        assert r["user"].strip() and r["assistant"].strip() and "</END>" not in r["assistant"]
+    for name in ("round-1", "round-2"):
+        assert json.loads((out / name / "report.json").read_text())["passages"] == 2
+    assert main(argv) == 0  # rerun: resumes, nothing new
+    assert read_jsonl(out / "rejected.jsonl") == rejected
+
+
+# --------------------------------------------------------------------------- self-instruct
+
+def test_self_instruct_prompt_and_rules():
+    assert self_instruct.encode_prompt(["Sort  the list:", "Say hi\nnow"]) == (
+        "Come up with a series of tasks:\n1. Sort the list\n2. Say hi now\n3.")
+    assert self_instruct.rejection("Tell me a joke") is None  # 4 words
+    assert self_instruct.rejection("Tell a joke") == "length"  # 3 words
+    assert self_instruct.rejection(" ".join(["word"] * 150)) is None
+    assert self_instruct.rejection(" ".join(["word"] * 151)) == "length"
+    for word in self_instruct.BLACKLIST:
+        assert self_instruct.rejection(f"Please describe the {word} for me now") == f"keyword:{word}"
+    assert self_instruct.rejection("Describe the mapping between two sets") is None  # whole words only
+    assert self_instruct.rejection("Write a program that adds two numbers") == "write_a_program"
+    assert self_instruct.rejection("\"Quote\" this sentence back to me") == "starts_with_punctuation"
+    assert self_instruct.rejection("Écris une phrase en français maintenant") == "starts_non_ascii"
+    assert self_instruct.split_candidates(" list three colors\n10. Name a planet in  space\n11. Draw a cat now",
+                                          "eos") == [("List three colors", "length"),
+                                                     ("Name a planet in space", None),
+                                                     ("Draw a cat now", "keyword:draw")]
+    assert self_instruct.split_candidates(" one two three four five", "length") == [
+        ("One two three four five", "truncated_response")]
+
+
+def test_self_instruct_rouge_rejection_at_0_7():
+    index = RougeLIndex(["a b c d e f g h i j"])  # 10 tokens
+    reason, scores = self_instruct.rouge_rejection(index, "a b c d e f g x y z")  # LCS 7: F1 = 0.7
+    assert reason is None and scores[0] == pytest.approx(0.7)
+    reason, scores = self_instruct.rouge_rejection(index, "a b c d e f g h y z")  # LCS 8: F1 = 0.8
+    assert reason == "rouge_l_similar" and scores[0] == pytest.approx(0.8)
+    seed = "Give me a list of five fruits that are red and sweet."
+    index = RougeLIndex([seed])
+    assert self_instruct.rouge_rejection(index, "Give me a list of five fruits that are red and sour.")[0] \
+        == "rouge_l_similar"
+    assert self_instruct.rouge_rejection(index, "Explain how a bill becomes a law in the United States.")[0] is None
+
+
+def test_self_instruct_instance_parsing():
+    gen = "Example 1\nInput: 2 + 2\nOutput: 4\nExample 2\nInput: 3 + 5\nOutput: 8\nExample 3\nInput: 1 +"
+    assert self_instruct.parse_instances(gen, False, "length") == [("2 + 2", "4"), ("3 + 5", "8")]
+    assert self_instruct.parse_instances("Output: Paris is the capital.", False, "eos") == [
+        ("", "Paris is the capital.")]
+    assert self_instruct.parse_instances("no structure here", False, "eos") == []
+    clf = "Class label: Positive\nInput: I love it.\nClass label: Negative\nInput: I hate it."
+    assert self_instruct.parse_instances(clf, True, "eos") == [("I love it.", "Positive"), ("I hate it.", "Negative")]
+    # one input with two different outputs: the whole task is dropped
+    assert self_instruct.parse_instances("Class label: A\nInput: x\nClass label: B\nInput: x", True, "eos") == []
+    assert self_instruct.parse_instances("Example 1\nInput: same\nOutput: same", False, "eos") == []
+
+
+def test_self_instruct_end_to_end_and_resume(eos_model, tmp_path, data_dir):
+    out = tmp_path / "si"
+    argv = ["synthesize", "--method", "self-instruct", "--model", str(eos_model), "--output", str(out),
+            "--self-instruct-num-instructions", "3", "--self-instruct-requests-per-batch", "6",
+            "--self-instruct-max-requests", "12", "--max-new-tokens", "40"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    boot = report["bootstrap"]
+    kept = read_jsonl(out / "bootstrap" / "synthesized.jsonl")
+    rejected = read_jsonl(out / "bootstrap" / "rejected.jsonl")
+    assert boot["candidates"] == len(kept) + len(rejected) and boot["kept"] == len(kept)
+    assert sum(boot["rejected"].values()) == len(rejected)
+    assert boot["requests"] % 6 == 0 and boot["requests"] <= 12
+    assert boot["complete"] == (len(kept) >= 3) and (boot["requests"] == 12 or boot["complete"])
+    seeds = [json.loads(x)["instruction"] for x in
+             (data_dir / "baselines/self-instruct/seed_tasks.jsonl").read_text().splitlines()]
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    for i, row in enumerate(kept):  # every kept instruction obeys the paper's rules
+        assert self_instruct.rejection(row["instruction"]) is None
+        others = seeds + [r["instruction"] for r in kept[:i]]
+        assert max(scorer.score(row["instruction"], o)["rougeL"].fmeasure for o in others) <= 0.7
+    assert report["tasks"] == len(kept) == len(read_jsonl(out / "classify" / "synthesized.jsonl"))
+    rows = read_jsonl(out / "synthesized.jsonl")
+    assert len(rows) == report["rows"]
+    assert len(read_jsonl(out / "rejected.jsonl")) == len(rejected) + sum(report["instances_rejected"].values())
+    for row in rows:
+        assert row["instruction"] in {k["instruction"] for k in kept} and row["assistant"]
+    progress = (out / "bootstrap" / "progress.jsonl").read_text()
+    assert main(argv) == 0  # resume: every stage is done, nothing is generated again
+    assert (out / "bootstrap" / "progress.jsonl").read_text() == progress
+    assert json.loads((out / "report.json").read_text())["bootstrap"] == boot
+
+
+# --------------------------------------------------------------------------- ada-instruct
+
+def test_ada_instruct_prepare_and_rules(tmp_path, data_dir, capsys):
+    assert ada_instruct.main(["prepare", "--task", "gsm8k", "--output", str(tmp_path / "d")]) == 0
+    rows = read_jsonl(tmp_path / "d" / "train.jsonl")
+    assert len(rows) == 10
+    assert rows[0]["user"] == ("You are expert at solving math problems that require multi-step reasoning, "
+                               "and here is your task:")
+    assert rows[1]["assistant"].startswith("Diane bought twenty more apples than Cecile.")
+    _, template = ada_instruct.task_files("math")
+    assert ada_instruct.extract_instruction(" Find x if 2x = 4. Let's think step by step. x = 2", template) \
+        == "Find x if 2x = 4."
+    assert ada_instruct.instruction_rejection("Sam has 3 apples. How many?", "gsm8k", "eos") is None
+    assert ada_instruct.instruction_rejection("Sam has 3 apples.", "gsm8k", "eos") == "not_a_question"
+    assert ada_instruct.instruction_rejection("Sam has 3 apples.", "math", "eos") is None
+    assert ada_instruct.instruction_rejection("Sam has", "math", "length") == "truncated"
+    _, gsm = ada_instruct.task_files("gsm8k")
+    assert ada_instruct.teacher_prompt("<s>", gsm, "Q?") == (
+        "<s>[INST] You are expert at solving math problems that require multi-step reasoning, and here is "
+        "your task:\nQ? [/INST]")
+
+
+def test_ada_instruct_embedding_filter_with_real_minilm(data_dir):
+    seeds, _ = ada_instruct.task_files("gsm8k")
+    candidates = [
+        ("Cecile bought 15 apples and Diane bought twenty more apples than Cecile. "
+         "How many apples did they buy altogether?"),  # paraphrase of a seed
+        "A train travels at 60 miles per hour for 3 hours. How many miles does it travel?",
+        "A train moves at a speed of 60 miles per hour for three hours. How far does the train go?",  # of the above
+        "Tom has 12 marbles and gives a third of them to his sister. How many marbles does Tom have left?",
+    ]
+    embedder = Embedder()
+    kept, best = greedy_novel(embedder.encode(candidates), 0.8, embedder.encode(seeds))
+    assert kept == [1, 3]
+    assert best[0] > 0.95 and best[2] > 0.9 and best[1] < 0.8 and best[3] < 0.8
+
+
+def test_ada_instruct_end_to_end_with_teacher(eos_model, tmp_path, data_dir):
+    out = tmp_path / "ada"
+    argv = ["synthesize", "--method", "ada-instruct", "--model", str(eos_model), "--ada-instruct-task", "csqa",
+            "--ada-instruct-num", "3", "--ada-instruct-samples-per-chunk", "6", "--ada-instruct-max-chunks", "2",
+            "--ada-instruct-teacher", str(eos_model), "--max-new-tokens", "12", "--output", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    stage = report["instructions"]
+    kept = read_jsonl(out / "instructions" / "synthesized.jsonl")
+    rejected = read_jsonl(out / "instructions" / "rejected.jsonl")
+    assert stage["samples"] == 6 * stage["chunks"] == len(kept) + len(rejected)
+    assert stage["kept"] == len(kept) and sum(stage["rejected"].values()) == len(rejected)
+    assert all(r["instruction"] and r["max_similarity"] < 0.8 for r in kept)
+    rows = read_jsonl(out / "synthesized.jsonl")
+    responses_rejected = sum(report["responses_rejected"].values())
+    assert len(rows) + responses_rejected == len(kept) == report["rows"] + responses_rejected
+    unanswered = {r["k"] for r in read_jsonl(out / "responses" / "rejected.jsonl")}
+    assert [r["user"] for r in rows] == [k["instruction"] for i, k in enumerate(kept) if i not in unanswered]
+    assert all(r["assistant"] and r["teacher"] == str(eos_model) for r in rows)
+
+
+# --------------------------------------------------------------------------- rationalize
+
+def test_rationale_kept_only_when_final_answer_matches_gold():
+    text = "The passage says chlorophyll absorbs red light.\nSo the absorber is chlorophyll.\nFinal answer: Chlorophyll."
+    assert rationalize.judge(text, "chlorophyll") == (None, text)
+    assert rationalize.judge("It is the sun.\nFinal answer: the Sun", "Sun")[0] is None  # article, case
+    assert rationalize.judge("It is the moon.\nFinal answer: Moon", "Sun")[0] == "answer_mismatch"
+    assert rationalize.judge("It is the sun.", "Sun")[0] == "no_final_answer"
+    assert rationalize.judge("Final answer: Sun", "Sun")[0] == "no_reasoning"
+    reason, response = rationalize.judge("Step 1: x.\nFinal answer: Sun\nUser: more text", "sun")
+    assert reason is None and response == "Step 1: x.\nFinal answer: Sun"
+    assert rationalize.normalize_answer("  The Eiffel-Tower! ") == "eiffeltower"
+
+
+def test_rationalize_end_to_end_counts(eos_model, tmp_path):
+    rows = [{"id": f"r{i}", "source": "ropes", "title": "Light", "content": "Chlorophyll absorbs red light.",
+             "user": f"What absorbs red light? ({i})", "assistant": "chlorophyll"} for i in range(3)]
+    rows.append({"id": "bad", "title": "Light", "content": "", "user": "q", "assistant": "a"})
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    argv = ["data", "rationalize", "--input", str(tmp_path / "in"), "--teacher", str(eos_model),
+            "--output", str(out), "--max-new-tokens", "12"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    kept, rejected = read_jsonl(out / "train.jsonl"), read_jsonl(out / "rejected.jsonl")
+    assert report["read"] == 4 == report["written"] + sum(report["skipped"].values())
+    assert report["skipped"]["missing_field:content"] == 1
+    assert len(kept) == report["written"] and len(rejected) == 3 - len(kept)
+    assert {r["reason"] for r in rejected} <= {"no_final_answer", "no_reasoning", "answer_mismatch"}
+    with pytest.raises(SystemExit):
+        main(["data", "rationalize", "--teacher", str(eos_model), "--output", str(out)])  # --input missing
