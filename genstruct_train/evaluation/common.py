@@ -48,16 +48,14 @@ def chat_prompt(ctx: Context, user: str, answer_prefix: str = "", chat_answer_pr
 
         text = get_format("tulu").render_prompt({"user": user})
     elif ctx.chat_format == "template":
-        from jinja2 import TemplateError
-
         tok = ctx.generator.tokenizer
         if not getattr(tok, "chat_template", None):
             raise GenstructError("--chat-format template: the model's tokenizer has no chat template")
-        try:
-            text = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                           add_generation_prompt=True)
-        except (TemplateError, KeyError, TypeError, ValueError) as e:  # e.g. genstruct's title/content template
-            raise GenstructError(f"--chat-format template: the model's chat template failed: {e}") from None
+        text = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                       add_generation_prompt=True)
+        if user not in text:  # e.g. genstruct's template, which takes title/content, not role/content
+            raise GenstructError("--chat-format template: the model's chat template does not render a user "
+                                 "message; use --chat-format tulu or none")
     else:
         raise GenstructError(f"unknown chat format {ctx.chat_format!r}; valid: {', '.join(CHAT_FORMATS)}")
     prefix = chat_answer_prefix if chat_answer_prefix is not None else answer_prefix.strip()
