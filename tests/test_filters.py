@@ -176,3 +176,23 @@ def test_reward_best_of_n_keeps_the_top_scored_sample_per_passage(tiny_reward_mo
         assert r["reward"] == pytest.approx(scores[i], abs=1e-5)
     with pytest.raises(GenstructError, match="needs model=PATH"):
         apply_filters(rows, "reward")
+
+
+def test_filter_dir_post_pass(tmp_path, data_dir):
+    from genstruct_train.synthesis.filters import main
+
+    corpus = _corpus(data_dir, 3)
+    src = tmp_path / "synth"
+    src.mkdir()
+    rows = [{"id": p["id"], "title": p["title"], "content": p["text"], "user": "What does the passage say?",
+             "assistant": p["text"]} for p in corpus]
+    rows.append({**rows[0], "id": "x", "assistant": corpus[2]["text"]})  # answer about another passage
+    (src / "synthesized.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (src / "rejected.jsonl").write_text(json.dumps({"id": "z", "reason": "missing_assistant"}) + "\n")
+    assert main([str(src), "--filters", "grounding:threshold=0.5,exact-dedup", "--output", str(tmp_path / "f")]) == 0
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    assert report["read"] == 4 and report["kept"] == 1
+    assert report["removed"] == {"grounding": {"ungrounded": 1}, "exact-dedup": {"duplicate": 2}}
+    rejected = [json.loads(x) for x in (tmp_path / "f" / "rejected.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejected] == ["missing_assistant", "ungrounded", "duplicate", "duplicate"]
+    assert main([str(src), "--filters", "nope", "--output", str(tmp_path / "g")]) == 2

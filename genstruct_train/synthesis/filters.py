@@ -464,3 +464,46 @@ def filter_summary(before: int, kept: list[dict], removed: dict[str, list[dict]]
             counts[row["reason"]] += 1
         by_filter[name] = dict(counts)
     return {"read": before, "kept": len(kept), "removed": by_filter}
+
+
+def filter_dir(input_dir: str | Path, spec: str, output_dir: str | Path) -> dict:
+    """Post-pass over a `synthesize` output: OUT/synthesized.jsonl (kept), OUT/rejected.jsonl (the input's
+    rejections + the filters' removals, each with `filter` and `reason`), OUT/report.json."""
+    from ..io import read_jsonl, write_json, write_jsonl
+
+    src, out = Path(input_dir), Path(output_dir)
+    if not (src / "synthesized.jsonl").is_file():
+        raise GenstructError(f"{str(src)!r} has no synthesized.jsonl (the output of `genstruct-train synthesize`)")
+    if out.resolve() == src.resolve():
+        raise GenstructError("--output must differ from the input directory")
+    rows = read_jsonl(src / "synthesized.jsonl")
+    earlier = read_jsonl(src / "rejected.jsonl") if (src / "rejected.jsonl").is_file() else []
+    kept, removed = apply_filters(rows, spec)
+    write_jsonl(out / "synthesized.jsonl", kept)
+    write_jsonl(out / "rejected.jsonl", earlier + [r for gone in removed.values() for r in gone])
+    report = {"input": str(src), "filters": spec, **filter_summary(len(rows), kept, removed)}
+    write_json(out / "report.json", report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m genstruct_train.synthesis.filters",
+                                     description="filter a synthesized set (see the module docstring for SPEC)")
+    parser.add_argument("input", help="directory with synthesized.jsonl (+ rejected.jsonl)")
+    parser.add_argument("--filters", required=True, help="e.g. format,length,exact-dedup,grounding:threshold=0.5")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    try:
+        report = filter_dir(args.input, args.filters, args.output)
+    except GenstructError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"filters: {report['read']} rows -> {report['kept']} kept; removed {report['removed']} -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
