@@ -246,3 +246,29 @@ def test_rationalize_end_to_end_counts(eos_model, tmp_path):
     assert {r["reason"] for r in rejected} <= {"no_final_answer", "no_reasoning", "answer_mismatch"}
     with pytest.raises(SystemExit):
         main(["data", "rationalize", "--teacher", str(eos_model), "--output", str(out)])  # --input missing
+
+
+@pytest.mark.slow
+def test_ada_instruct_generator_fine_tuned_through_sft_recipe(tmp_path, data_dir):
+    """prepare -> recipes/sft.py with the shipped tiny recipe (a few steps) -> sample with the result."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    assert ada_instruct.main(["prepare", "--task", "gsm8k", "--output", str(tmp_path / "data")]) == 0
+    gen = tmp_path / "generator"
+    subprocess.run([sys.executable, str(repo / "recipes" / "sft.py"), "--config",
+                    str(repo / "recipes" / "ada-instruct" / "tiny.yaml"), "--dataset_path", str(tmp_path / "data"),
+                    "--output_dir", str(gen), "--max_steps", "3", "--logging_steps", "1"],
+                   check=True, cwd=repo, capture_output=True)
+    report = json.loads((gen / "train_report.json").read_text())
+    assert report["data"]["train"]["used"] == 10 and report["adapter"] is False
+    out = tmp_path / "ada"
+    assert main(["synthesize", "--method", "ada-instruct", "--model", str(gen), "--ada-instruct-task", "gsm8k",
+                 "--ada-instruct-num", "2", "--ada-instruct-samples-per-chunk", "4", "--ada-instruct-max-chunks", "1",
+                 "--max-new-tokens", "16", "--output", str(out)]) == 0
+    stage = json.loads((out / "report.json").read_text())["instructions"]
+    assert stage["samples"] == 4 == stage["kept"] + sum(stage["rejected"].values())
+    for row in read_jsonl(out / "instructions" / "synthesized.jsonl"):
+        assert row["instruction"].endswith("?")
