@@ -1,0 +1,99 @@
+"""Supervised fine-tuning of an instruction synthesizer (or a downstream model) from a YAML recipe.
+
+    accelerate launch [--config_file recipes/accelerate/X.yaml] recipes/sft.py --config recipes/Y.yaml [--key value ...]
+
+Recipe keys: genstruct_train.train.config.GenstructArgs + TRL's SFTConfig + TRL's ModelConfig. The run
+resumes from the last checkpoint in output_dir, and leaves there a reusable checkpoint: LoRA adapter
+(plus output_dir/merged with `merge: true`) or full weights, tokenizer with the format's chat template,
+generation_config.json, README.md model card and train_report.json.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import transformers
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTTrainer, get_peft_config, get_quantization_config
+
+from genstruct_train.errors import GenstructError
+from genstruct_train.formats import get_format
+from genstruct_train.tokenization import load_tokenizer
+from genstruct_train.train.checkpoint import merge_adapter, save_checkpoint
+from genstruct_train.train.config import parse_recipe
+from genstruct_train.train.data import load_train_data
+from genstruct_train.train.model import build_base_model, model_init_kwargs
+
+logger = logging.getLogger("genstruct_train.sft")
+
+
+def main(argv: list[str]) -> None:
+    # Recipe, validated before anything heavy is loaded
+    args, training_args, model_args = parse_recipe(argv)
+    transformers.set_seed(training_args.seed)
+
+    # Logging
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.info(f"genstruct args {args}\nmodel args {model_args}")
+
+    # Last checkpoint: resume automatically
+    output_dir = Path(training_args.output_dir)
+    last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    resume = training_args.resume_from_checkpoint or last_checkpoint
+    if resume:
+        logger.info(f"resuming from {resume}")
+
+    # Tokenizer with the format's chat template (fails here if it cannot render the format)
+    fmt = get_format(args.format)
+    tokenizer = load_tokenizer(args.tokenizer_name_or_path or model_args.model_name_or_path, format=fmt)
+
+    # Data: pre-tokenized input_ids + completion_mask, so TRL keeps our exact prompt/completion boundary
+    with training_args.main_process_first(desc="data and base model"):
+        data = load_train_data(args, training_args, tokenizer, fmt)
+        if args.base_model_config:
+            model_args.model_name_or_path = build_base_model(args, training_args)
+    logger.info(f"data from {data.source}: {data.counts}")
+    if training_args.completion_only_loss is None:
+        training_args.completion_only_loss = True  # a pre-tokenized set has no prompt column for TRL to detect
+
+    # Model (full, LoRA, or QLoRA), loaded by the trainer
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    trainer = SFTTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        processing_class=tokenizer,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+
+    # Train
+    metrics = trainer.train(resume_from_checkpoint=resume).metrics
+    if data.eval is not None:
+        metrics.update(trainer.evaluate())
+    trainer.log_metrics("final", metrics)
+
+    # Save: weights, tokenizer, generation config, card (and the merged model)
+    recipe = argv[argv.index("--config") + 1] if "--config" in argv else None
+    recipe_text = (Path(recipe).read_text(encoding="utf-8") if recipe else "") + "".join(
+        f"# override: {a}\n" for a in argv if recipe is None or a not in ("--config", recipe))
+    base_model = "random-init Mistral (base_model_config)" if args.base_model_config else model_args.model_name_or_path
+    save_checkpoint(trainer, tokenizer, fmt=fmt.name, base_model=base_model, data=data,
+                    metrics=metrics, recipe=recipe, recipe_text=recipe_text)
+    if args.merge and trainer.accelerator.is_main_process:
+        merge_adapter(output_dir, output_dir / "merged", dtype=model_args.dtype or "auto")
+    logger.info(f"checkpoint saved to {output_dir}")
+    trainer.end()
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except GenstructError as e:
+        print(f"sft.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
