@@ -134,9 +134,9 @@ def job_manifest(args, sampling, **extra) -> dict:
     }
 
 
-def open_job(output: str | Path, manifest: dict) -> Path:
-    """Create `output` with manifest.json, or check that it holds this very job (else refuse, naming
-    each mismatching field)."""
+def open_job(output: str | Path, manifest: dict, write: bool = True) -> Path:
+    """Check that `output` holds this very job or none (else refuse, naming each mismatching field);
+    with `write`, create it with manifest.json."""
     from ..io import read_json, write_json
 
     out = Path(output)
@@ -152,7 +152,7 @@ def open_job(output: str | Path, manifest: dict) -> Path:
                               for p in out.iterdir()):
         raise GenstructError(f"output directory {str(out)!r} holds outputs without a manifest.json: "
                              "use another --output")
-    else:
+    elif write:
         write_json(path, manifest)
     return out
 
@@ -257,8 +257,9 @@ def run(args) -> int:
     sampling = sampling_from_args(args, getattr(module, "DEFAULTS", {}))
     manifest = job_manifest(args, sampling, corpus_sha256=file_sha256(corpus_path), limit=args.limit,
                             shard=f"{shard[0]}/{shard[1]}", overlong=args.overlong)
-    out = open_job(args.output, manifest)
+    open_job(args.output, manifest, write=False)  # refuse a mismatch before loading the model
     generator = from_args(args)
+    out = open_job(args.output, manifest)
     if generator.tokenizer is None:
         raise GenstructError(f"method {args.method!r} renders prompts with the model's tokenizer: "
                              "give --tokenizer with the openai backend")

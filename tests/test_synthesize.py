@@ -1,0 +1,196 @@
+"""`genstruct-train synthesize --method genstruct` on real corpus passages with a tiny real Mistral
+checkpoint whose weights are set to write one Genstruct exchange (see `scripted_genstruct`):
+kill-and-resume, shards, bad input, mismatched output directories."""
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from genstruct_train.cli import main
+from genstruct_train.io import read_jsonl
+
+COMPLETION = "Who wrote this?\n[[[Assistant]]] Nobody knows."
+
+
+def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8):
+    """A tiny Mistral (genstruct template) that, after the prompt's final "▁", writes `completion`
+    then EOS: attention and MLP outputs are zeroed, so each next token depends on the current one
+    only, and the embeddings/LM head encode that chain. With margin 1.8 the right next token has
+    probability ~0.98 at temperature 1, so sampling gives a mix of accepted and rejected samples."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from genstruct_train.testing import build_tiny_mistral
+    from genstruct_train.tokenization import load_tokenizer
+
+    build_tiny_mistral(path)
+    tok = load_tokenizer(str(path))
+    chain = [28705] + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert len(set(chain)) == len(chain)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb, head = model.model.embed_tokens.weight, model.lm_head.weight
+        for i, (cur, nxt) in enumerate(itertools.pairwise(chain)):
+            emb[cur] = 0
+            emb[cur, i] = 1
+            head[nxt] = 0
+            head[nxt, i] = margin
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return scripted_genstruct(tmp_path_factory.mktemp("scripted"))
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir):
+    return data_dir / "corpus" / "wiki-paragraphs.jsonl"
+
+
+def synthesize(*args) -> int:
+    return main(["synthesize", *map(str, args)])
+
+
+def lines(path):
+    """Every line of a JSONL file parsed (a torn or corrupt line fails the test)."""
+    text = path.read_text(encoding="utf-8")
+    assert text == "" or text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_greedy_run_writes_rows_and_report(model_dir, corpus, tmp_path):
+    out = tmp_path / "out"
+    assert synthesize("--model", model_dir, "--corpus", corpus, "--output", out, "--limit", 12,
+                      "--temperature", 0, "--max-new-tokens", 24, "--chunk-size", 5) == 0
+    rows = lines(out / "synthesized.jsonl")
+    source = read_jsonl(corpus)[:12]
+    assert [r["id"] for r in rows] == [s["id"] for s in source]
+    assert rows[0] == {"id": source[0]["id"], "title": source[0]["title"], "content": source[0]["text"].strip(),
+                       "user": "Who wrote this?", "assistant": "Nobody knows.", "model_name": str(model_dir),
+                       "sample": 0, "finish_reason": "eos"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["read"] == report["passages"] == report["samples"] == report["accepted"] == 12
+    assert report["rejected"] == {} and report["skipped"] == {} and report["complete"]
+    assert report["tokens_generated"] == 12 * 14  # the 14 tokens of COMPLETION, EOS excluded
+    assert lines(out / "rejected.jsonl") == []
+    assert len(lines(out / "progress.jsonl")) == 3  # chunks of 5, 5, 2
+    # rerunning a finished job does nothing and keeps the outputs
+    assert synthesize("--model", model_dir, "--corpus", corpus, "--output", out, "--limit", 12,
+                      "--temperature", 0, "--max-new-tokens", 24, "--chunk-size", 5) == 0
+    assert lines(out / "synthesized.jsonl") == rows
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_loses_and_duplicates_nothing(model_dir, corpus, tmp_path):
+    out, n, samples = tmp_path / "job", 200, 2
+    cmd = [sys.executable, "-m", "genstruct_train", "synthesize", "--model", str(model_dir), "--corpus",
+           str(corpus), "--output", str(out), "--limit", str(n), "--num-samples", str(samples),
+           "--temperature", "1.0", "--max-new-tokens", "16", "--chunk-size", "16", "--seed", "3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "GENSTRUCT_DATA_DIR": str(corpus.parent.parent)})
+    progress = out / "progress.jsonl"
+    deadline = time.monotonic() + 120
+    try:
+        while not (progress.exists() and progress.read_text().count("\n") >= 3):
+            assert proc.poll() is None, "synthesize finished or failed before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    committed = {i for line in read_jsonl(progress) for i in line["done"]}
+    assert 3 * 16 <= len(committed) < n
+    # what a kill between appends leaves behind: rows of an uncommitted passage, then a torn line
+    uncommitted = next(r for r in read_jsonl(corpus)[:n] if r["id"] not in committed)
+    with open(out / "synthesized.jsonl", "a") as f:
+        f.write(json.dumps({"id": uncommitted["id"], "sample": 0, "user": "u", "assistant": "a"}) + "\n")
+        f.write('{"id": "torn", "title": "Half a li')
+
+    assert subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+
+    accepted, rejected = lines(out / "synthesized.jsonl"), lines(out / "rejected.jsonl")
+    keys = Counter((r["id"], r["sample"]) for r in accepted + rejected)
+    expected = {(r["id"], s) for r in read_jsonl(corpus)[:n] for s in range(samples)}
+    assert set(keys) == expected  # 0 lost
+    assert max(keys.values()) == 1  # 0 duplicated
+    assert accepted and rejected  # sampling gave both outcomes
+    assert Counter(r["user"] for r in accepted).most_common(1)[0][0] == "Who wrote this?"
+    report = json.loads((out / "report.json").read_text())
+    assert report["complete"] and report["read"] == report["passages"] == n
+    assert report["samples"] == n * samples == report["accepted"] + sum(report["rejected"].values())
+    assert report["accepted"] == len(accepted) and sum(report["rejected"].values()) == len(rejected)
+    assert sum(report["finish_reasons"].values()) == n * samples
+
+
+def test_shards_concatenate_to_the_full_run(model_dir, corpus, tmp_path):
+    common = ["--model", model_dir, "--corpus", corpus, "--limit", 40, "--temperature", 0,
+              "--max-new-tokens", 20, "--chunk-size", 8]
+    assert synthesize(*common, "--output", tmp_path / "full") == 0
+    full = lines(tmp_path / "full" / "synthesized.jsonl")
+    parts = []
+    for i in range(3):
+        assert synthesize(*common, "--output", tmp_path / f"s{i}", "--shard", f"{i}/3") == 0
+        parts.append(lines(tmp_path / f"s{i}" / "synthesized.jsonl"))
+    assert [len(p) for p in parts] == [13, 13, 14]
+    assert [row for part in parts for row in part] == full
+    assert len(full) == 40
+
+
+def test_mismatched_output_dir_is_refused(model_dir, corpus, tmp_path, capsys):
+    common = ["--model", model_dir, "--corpus", corpus, "--output", tmp_path / "o", "--limit", 3]
+    assert synthesize(*common, "--max-new-tokens", 20) == 0
+    assert synthesize(*common, "--max-new-tokens", 30) == 2
+    err = capsys.readouterr().err
+    assert "holds a different job" in err and "sampling" in err and "'max_new_tokens': 30" in err
+    assert synthesize(*common[:-2], "--limit", 4, "--max-new-tokens", 20) == 2
+    assert "limit: 3 != 4" in capsys.readouterr().err
+
+
+def test_bad_input_is_counted_and_long_passages_truncated_or_skipped(model_dir, tmp_path, capsys):
+    long_text = " ".join(f"word{i}" for i in range(600))
+    rows = [
+        {"id": "ok", "title": "Fine", "text": "A short passage."},
+        {"id": "no-title", "text": "Text without a title."},
+        {"id": "no-text", "title": "No text"},
+        {"id": "empty", "title": "Empty", "content": "   "},
+        {"id": "ok", "title": "Duplicate id", "text": "Again."},
+        {"title": "No id, uses content", "content": "Content field."},
+        {"id": "long", "title": "Long", "text": long_text},
+    ]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # context 4096 - 3800 new tokens leaves 296 prompt tokens: "long" (~2.4k tokens) does not fit
+    common = ["--model", model_dir, "--corpus", corpus, "--temperature", 0, "--max-new-tokens", 3800]
+    assert synthesize(*common, "--output", tmp_path / "t") == 0
+    report = json.loads((tmp_path / "t" / "report.json").read_text())
+    assert report["read"] == 7 and report["passages"] == 3 and report["truncated"] == 1
+    assert report["skipped"] == {"missing_title": 1, "missing_text": 1, "empty_text": 1, "duplicate_id": 1}
+    out = {r["id"]: r for r in lines(tmp_path / "t" / "synthesized.jsonl")}
+    assert set(out) == {"ok", "line-6", "long"}
+    assert out["line-6"]["content"] == "Content field."
+    assert long_text.startswith(out["long"]["content"]) and 50 < len(out["long"]["content"].split()) < 296
+
+    assert synthesize(*common, "--output", tmp_path / "s", "--overlong", "skip") == 0
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert report["passages"] == 2 and report["skipped"]["overlong"] == 1 and report["truncated"] == 0
+    capsys.readouterr()
+
+    assert synthesize("--model", tmp_path / "missing-ckpt", "--corpus", corpus, "--output", tmp_path / "m") == 2
+    assert "model path" in capsys.readouterr().err
+    assert synthesize("--model", model_dir, "--corpus", tmp_path / "nope.jsonl", "--output", tmp_path / "n") == 2
+    err = capsys.readouterr().err
+    assert "nope.jsonl" in err and "does not exist" in err
+    assert not (tmp_path / "m").exists()  # nothing written for a job that could not start
