@@ -76,6 +76,7 @@ def test_run_writes_predictions_metrics_and_summary(e2e_run, tiny_model_dir, sma
         f"{s}_{split}.csv" for s in MMLU_SUBJECTS for split in ("dev", "test")}
     summary = read_json(out / "summary.json")
     assert summary["model"] == str(tiny_model_dir) and summary["benchmarks"] == list(BENCHMARKS)
+    assert summary["skipped_other_model"] == []
     assert all(summary[c] is not None for c in COLUMNS) and summary["columns_averaged"] == 11
     assert summary["Average"] == pytest.approx(sum(summary[c] for c in COLUMNS) / 11)
     assert f"wrote {out / 'summary.json'}" in stdout and "summary: MMLU 0-shot" in stdout
@@ -139,7 +140,7 @@ def test_alpaca_judge_counts_both_orders(tiny_model_dir, data_dir, tmp_path):
         assert row["score"] == 100 * sum(values) / 2
     assert summary["AlpacaFarm win rate"] == metrics["scores"]["win_rate"] == sum(r["score"] for r in rows) / 2
     assert metrics["settings"]["judge"] == {"model": str(tiny_model_dir), "backend": "hf", "method": "generate",
-                                            "chat_format": "none"}
+                                            "chat_format": "none", "options": {}}
 
     # a judge that always names the first output: both orders cancel to exactly 50
     for row in rows:

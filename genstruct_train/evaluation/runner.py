@@ -105,7 +105,8 @@ def run_benchmarks(model, benchmarks, output_dir, *, limit: int | None = None, b
             if name == "alpaca_farm":
                 ctx.judge = load_generator(judge, judge_backend, **(judge_options or {}))
                 extra = {"judge": {"model": judge, "backend": judge_backend, "method": judge_method,
-                                   "chat_format": judge_chat_format}}
+                                   "chat_format": judge_chat_format,
+                                   "options": {k: v for k, v in (judge_options or {}).items() if k != "api_key"}}}
             elif name == "codex_humaneval":
                 extra = {"codex_samples": codex_samples, "sandbox_workers": sandbox_workers}
             try:
@@ -157,20 +158,26 @@ def rescore(benchmark: str, predictions: str | Path, output_dir, sandbox_workers
 
 
 def write_summary(output_dir: Path, model: str | None = None) -> dict:
-    """DIR/summary.json: the camels table's columns from every DIR/<benchmark>/metrics.json."""
+    """DIR/summary.json: the camels table's columns from every DIR/<benchmark>/metrics.json of `model`
+    (metrics of another model found in DIR are listed under skipped_other_model, not mixed in)."""
     row = {"model": model, **{c: None for c in COLUMNS}}
-    found = []
+    found, other_model = [], []
     for name in BENCHMARKS:
         path = Path(output_dir) / name / "metrics.json"
         if path.exists():
             metrics = read_json(path)
+            owner = metrics.get("model", {}).get("name")
+            if row["model"] and owner and owner != row["model"]:
+                other_model.append(name)  # left over from another model's run in the same directory
+                continue
             row.update(benchmark_module(name).summary(metrics))
             found.append(name)
-            row["model"] = row["model"] or metrics.get("model", {}).get("name")
+            row["model"] = row["model"] or owner
     present = [row[c] for c in COLUMNS if row[c] is not None]
     row["Average"] = mean(present)
     row["columns_averaged"] = len(present)
     row["benchmarks"] = found
+    row["skipped_other_model"] = other_model
     write_json(Path(output_dir) / "summary.json", row)
     return row
 
@@ -200,6 +207,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--judge-backend", default="hf", help="generation backend of the judge (hf, vllm, openai)")
     j.add_argument("--judge-base-url", help="judge endpoint URL (openai backend)")
     j.add_argument("--judge-api-key", help="judge endpoint API key (openai backend)")
+    j.add_argument("--judge-chat", action="store_true",
+                   help="openai backend: post judge prompts to /v1/chat/completions (the server's chat template)")
     j.add_argument("--judge-method", choices=("generate", "loglikelihood"), default="generate")
     j.add_argument("--judge-chat-format", choices=CHAT_FORMATS, default="none")
 
@@ -216,8 +225,8 @@ def run(args: argparse.Namespace) -> int:
         options = {"batch_size": args.batch_size}
         options.update({k: v for k, v in (("base_url", args.base_url), ("api_key", args.api_key),
                                           ("tokenizer", args.tokenizer)) if v is not None})
-        judge_options = {k: v for k, v in (("base_url", args.judge_base_url), ("api_key", args.judge_api_key))
-                         if v is not None}
+        judge_options = {k: v for k, v in (("base_url", args.judge_base_url), ("api_key", args.judge_api_key),
+                                           ("chat", args.judge_chat or None)) if v is not None}
         summary = run_benchmarks(
             args.model, names, args.output, limit=args.limit, backend=args.backend, chat_format=args.chat_format,
             data_dir=args.data_dir, max_new_tokens=args.max_new_tokens, adapter=args.adapter,
