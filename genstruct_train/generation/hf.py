@@ -92,27 +92,32 @@ class HFGenerator(Generator):
         per_batch = max(1, self.batch_size // sampling.n)
         gen_cfg = self._generation_config(sampling)
         results: list[list[Completion]] = [[] for _ in prompts]
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
         tokens, start = 0, time.perf_counter()
         bar = tqdm(total=len(prompts), unit="prompt", desc="generate", disable=not progress)
-        for b in range(0, len(order), per_batch):
-            batch = order[b:b + per_batch]
-            input_ids, mask = self._pad([encoded[i] for i in batch], left=True)
-            with torch.inference_mode():
-                out = self.model.generate(
-                    input_ids=input_ids, attention_mask=mask, generation_config=gen_cfg,
-                    tokenizer=self.tokenizer if sampling.stop else None,
-                )
-            new = out[:, input_ids.shape[1]:].tolist()
-            for row, ids in enumerate(new):
-                completion = finish(self.tokenizer, ids, self.eos_ids, sampling)
-                results[batch[row // sampling.n]].append(completion)
-                tokens += completion.num_tokens
-            bar.update(len(batch))
-            bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.1f}")
+        with torch.random.fork_rng(devices=[]):  # seeding leaves the caller's RNG state alone
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
+            for b in range(0, len(order), per_batch):
+                batch = order[b:b + per_batch]
+                tokens += self._generate_batch([encoded[i] for i in batch], batch, gen_cfg, sampling, results)
+                bar.update(len(batch))
+                bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.1f}")
         bar.close()
         return results
+
+    def _generate_batch(self, prompts_ids, indices, gen_cfg, sampling, results) -> int:
+        import torch
+
+        input_ids, mask = self._pad(prompts_ids, left=True)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=gen_cfg,
+                                      tokenizer=self.tokenizer if sampling.stop else None)
+        tokens = 0
+        for row, ids in enumerate(out[:, input_ids.shape[1]:].tolist()):
+            completion = finish(self.tokenizer, ids, self.eos_ids, sampling)
+            results[indices[row // sampling.n]].append(completion)
+            tokens += completion.num_tokens
+        return tokens
 
     def loglikelihood(self, requests: list[tuple[str, str]], progress: bool = True) -> list[float]:
         import torch
@@ -132,15 +137,16 @@ class HFGenerator(Generator):
         bar = tqdm(total=len(pairs), unit="request", desc="loglikelihood", disable=not progress)
         for b in range(0, len(order), self.batch_size):
             batch = order[b:b + self.batch_size]
-            ids, mask = self._pad([pairs[i][0] + pairs[i][1] for i in batch], left=False)
+            # left padding puts every continuation at the end: only its logits are computed
+            ids, mask = self._pad([pairs[i][0] + pairs[i][1] for i in batch], left=True)
+            keep = max(len(pairs[i][1]) for i in batch) + 1
             with torch.inference_mode():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits
+                logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep,
+                                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # logp[:, j] predicts token -keep+1+j
             for row, i in enumerate(batch):
-                ctx, cont = pairs[i]
-                pos = torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1, device=logits.device)
-                logp = torch.log_softmax(logits[row, pos].float(), dim=-1)
-                target = torch.tensor(cont, device=logits.device)
-                scores[i] = logp.gather(1, target[:, None]).sum().item()
+                cont = torch.tensor(pairs[i][1], device=logp.device)
+                scores[i] = logp[row, -len(cont):].gather(1, cont[:, None]).sum().item()
             bar.update(len(batch))
         bar.close()
         return scores
