@@ -64,13 +64,13 @@ def check_adapter(adapter_dir: str | Path) -> dict:
     if not path.is_file():
         raise GenstructError(f"no adapter weights in {adapter_dir}")
     with safe_open(str(path), "pt") as f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f}
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     if not shapes or any(0 in s or not s for s in shapes.values()):
         raise GenstructError(f"{path} is empty or holds empty tensors: {shapes}")
     return shapes
 
 
-def fixed_batch(dataset, n: int = 2, length: int = 32):
+def fixed_batch(dataset, n: int = 2, length: int = 16):
     """The first `n` training sequences cut to `length` tokens, as one tensor."""
     import torch
 

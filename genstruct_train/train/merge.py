@@ -1,0 +1,20 @@
+"""`genstruct-train merge --adapter DIR --output DIR`: merge a LoRA adapter (as saved by recipes/sft.py)
+into its base model -> a standalone checkpoint (safetensors, tokenizer with chat template,
+generation_config.json, README.md) that AutoModelForCausalLM loads without peft."""
+
+from __future__ import annotations
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--adapter", required=True, help="directory with adapter_config.json + adapter_model.safetensors")
+    parser.add_argument("--output", required=True, help="directory for the merged model")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="dtype to load the base model in (default: the base checkpoint's)")
+
+
+def run(args) -> int:
+    from .checkpoint import merge_adapter
+
+    out = merge_adapter(args.adapter, args.output, dtype=args.dtype)
+    print(f"merged {args.adapter} -> {out}")
+    return 0
