@@ -194,3 +194,43 @@ def test_bad_input_is_counted_and_long_passages_truncated_or_skipped(model_dir, 
     err = capsys.readouterr().err
     assert "nope.jsonl" in err and "does not exist" in err
     assert not (tmp_path / "m").exists()  # nothing written for a job that could not start
+
+
+def test_job_outputs_recover_from_a_kill_at_every_byte(tmp_path):
+    """Cut the last commit's writes (synthesized, then rejected, then progress) at every byte:
+    reopening keeps exactly the committed chunks, every line parses, and redoing the lost chunk
+    gives each unit once."""
+    from genstruct_train.synthesis.run import JobOutputs
+
+    def rows_for(units):
+        return ([{"id": u, "sample": 0, "user": f"q{u}"} for u in units],
+                [{"id": u, "sample": 1, "reason": "missing_assistant"} for u in units])
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    job = JobOutputs(ref)
+    job.commit(*rows_for(["a", "b"]), ["a", "b"], {"passages": 2})
+    sizes = {n: p.stat().st_size for n, p in job.paths.items()}
+    job.commit(*rows_for(["c"]), ["c"], {"passages": 1})
+    job.close()
+    full = {n: p.read_bytes() for n, p in job.paths.items()}
+    tail = [(n, full[n][sizes[n]:]) for n in ("synthesized", "rejected", "progress")]
+    total = sum(len(b) for _, b in tail)
+    for cut in range(total + 1):
+        d = tmp_path / f"cut{cut}"
+        d.mkdir()
+        left = cut
+        for name, extra in tail:
+            (d / f"{name}.jsonl").write_bytes(full[name][:sizes[name]] + extra[:max(0, left)])
+            left -= len(extra)
+        job = JobOutputs(d)
+        expected_done = {"a", "b", "c"} if cut >= total - 1 else {"a", "b"}  # the newline is optional
+        assert job.done == expected_done, cut
+        if "c" not in job.done:
+            job.commit(*rows_for(["c"]), ["c"], {"passages": 1})
+        job.close()
+        for name in ("synthesized", "rejected", "progress"):
+            assert lines(d / f"{name}.jsonl") == [json.loads(x) for x in full[name].decode().splitlines()]
+        reopened = JobOutputs(d)
+        assert reopened.totals() == {"passages": 3} and reopened.dropped == 0
+        reopened.close()

@@ -171,14 +171,14 @@ class JobOutputs:
         self.done = {unit for line in progress for unit in line["done"]}
         self.stats = [line["stats"] for line in progress]
         self.dropped = torn
+        if torn or _unterminated(self.paths["progress"]):
+            write_jsonl(self.paths["progress"], progress)
         for name in ("synthesized", "rejected"):
             rows, torn = read_jsonl_tolerant(self.paths[name])
             kept = [r for r in rows if r[key] in self.done]
-            if torn or len(kept) != len(rows):
+            if torn or len(kept) != len(rows) or _unterminated(self.paths[name]):
                 self.dropped += torn + len(rows) - len(kept)
                 write_jsonl(self.paths[name], kept)
-        if torn:
-            write_jsonl(self.paths["progress"], progress)
         self.handles = {n: p.open("a", encoding="utf-8") for n, p in self.paths.items()}
 
     def commit(self, accepted: list[dict], rejected: list[dict], done: list, stats: dict) -> None:
@@ -204,6 +204,15 @@ class JobOutputs:
     def close(self) -> None:
         for h in self.handles.values():
             h.close()
+
+
+def _unterminated(path: Path) -> bool:
+    """A non-empty file whose last line lacks its newline (a kill can leave a complete row so)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) != b"\n"
 
 
 def write_report(out: Path, report: dict) -> None:
