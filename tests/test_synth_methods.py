@@ -93,6 +93,7 @@ def test_self_instruct_prompt_and_rules():
                                           "eos") == [("List three colors", "length"),
                                                      ("Name a planet in space", None),
                                                      ("Draw a cat now", "keyword:draw")]
+    assert self_instruct.split_candidates(" \n ", "eos") == [("", "empty_response")]
     assert self_instruct.split_candidates(" one two three four five", "length") == [
         ("One two three four five", "truncated_response")]
 

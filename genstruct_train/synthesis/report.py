@@ -140,7 +140,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
     for ax, kind in ((axes[0, 1], "instruction"), (axes[1, 0], "response")):
         drawn = [n for n in names if results[n]["_lengths"][kind]]
         for n in drawn:
-            ax.hist(results[n]["_lengths"][kind], bins=20, alpha=0.5, label=n)
+            ax.hist(results[n]["_lengths"][kind], bins=20, alpha=0.5, label=n, color=f"C{names.index(n)}")
         ax.set_title(f"{kind} length (words)")
         if drawn:
             ax.legend(fontsize=8)

@@ -91,6 +91,8 @@ def split_candidates(text: str, finish_reason: str) -> list[tuple[str, str | Non
     """(instruction, rejection reason or None) for each numbered item of a bootstrap response."""
     items = [re.sub(r"\s+", " ", x).strip() for x in re.split(r"\n\d+\s?\. ", text)]
     items = [x[0].upper() + x[1:] for x in items if x]
+    if not items:
+        return [("", "empty_response")]
     if finish_reason == "length":
         return [(x, "truncated_response") for x in items]
     return [(x, rejection(x)) for x in items]
