@@ -55,6 +55,19 @@ def test_synthesizer_prompt_chains_earlier_passages_as_demonstrations(mistral_to
     assert synthesizer.rows(first, "") == ([], "no_pairs")
 
 
+def test_synthesizer_drops_oldest_demonstrations_to_fit_the_context(tiny_model_dir):
+    from genstruct_train.generation import load_generator
+
+    gen = load_generator(str(tiny_model_dir))
+    demos = [{"content": f"Passage number {i} " + "word " * 40, "pairs": [(f"Q{i}?", f"A{i}.")]} for i in range(3)]
+    passage = {"id": "p", "title": "T", "content": "Current passage.", "demos": demos}
+    only_last = len(gen.encode_prompt(synthesizer.prompt(gen.tokenizer, {**passage, "demos": demos[2:]})))
+    assert synthesizer._fit_demos(gen, passage, only_last)["demos"] == demos[2:]
+    assert synthesizer._fit_demos(gen, passage, only_last - 1).get("demos") == []
+    assert synthesizer._fit_demos(gen, passage, None)["demos"] == demos
+    gen.close()
+
+
 def test_synthesizer_end_to_end_two_rounds(eos_model, tmp_path, data_dir):
     out = tmp_path / "synth"
     argv = ["synthesize", "--method", "synthesizer", "--model", str(eos_model), "--limit", "4",
