@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ropes(data_dir, tmp_path_factory):
-    return build_ropes(data_dir, tmp_path_factory.mktemp("ropes"))
+    return build_ropes(data_dir, tmp_path_factory)
 
 
 def _train(ropes, out, accelerate_config, *extra):

@@ -9,8 +9,11 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "recipes" / "tiny" / "sft.yaml")
 
 
-def build_ropes(data_dir: Path, out: Path, validation: int = 64) -> Path:
+def build_ropes(data_dir: Path, tmp_path_factory, validation: int = 64) -> Path:
+    """ROPES via `data build` (<= 512 tokens, 64 held-out validation rows), built once per test session."""
     from genstruct_train.data.build import build_from_source
+
+    out = tmp_path_factory.getbasetemp() / "ropes-built"
 
     if not (out / "train.jsonl").is_file():
         build_from_source("ropes", data_dir / "train" / "ropes" / "train-v1.0.json", out,
