@@ -144,3 +144,18 @@ def test_missing_model_path_is_a_clear_error(tmp_path):
 def test_vllm_backend_clear_error_without_vllm_or_cuda(tiny_model_dir):
     with pytest.raises(GenstructError, match="vllm backend needs"):
         load_generator(str(tiny_model_dir), "vllm")
+
+
+def test_token_budget_splits_long_prompts_into_smaller_batches(gen):
+    prompts = ["word " * 300, "word " * 200] + PROMPTS
+    sampling = SamplingParams(max_new_tokens=8)
+    whole = gen.generate(prompts, sampling, progress=False)
+    old = gen.max_batch_tokens
+    try:
+        gen.max_batch_tokens = 2 * (len(gen.encode_prompt(prompts[0])) + 8)
+        lengths = [len(gen.encode_prompt(p)) + 8 for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        assert [len(b) for b in gen._batches(order, lengths)] == [2, 4, 2]  # then batch_size=4 rules
+        assert gen.generate(prompts, sampling, progress=False) == whole
+    finally:
+        gen.max_batch_tokens = old

@@ -1,8 +1,9 @@
 """`hf` backend: transformers `generate`, batched with left padding.
 
-Prompts are sorted by token length (longest first) and cut into batches of `batch_size` sequences
-(`n` samples of a prompt share its batch through `num_return_sequences`), so a batch holds prompts
-of similar length and little padding; results come back in the caller's order. Generation uses
+Prompts are sorted by token length (longest first) and cut into batches of at most `batch_size`
+sequences and `max_batch_tokens` padded tokens (`n` samples of a prompt share its batch through
+`num_return_sequences`), so a batch holds prompts of similar length, little padding, and long
+prompts come in smaller batches; results come back in the caller's order. Generation uses
 the KV cache; a sequence that emits EOS (from the checkpoint's generation_config) or a stop string
 stops being extended (transformers' StopStringCriteria, per sequence), and the text is then cut
 exactly before the first stop string (base.finish).
@@ -21,7 +22,7 @@ from .base import Completion, Generator, SamplingParams, finish, resolve_model
 
 class HFGenerator(Generator):
     def __init__(self, model: str, adapter: str | None = None, *, batch_size: int = 32,
-                 dtype: str = "auto", device: str | None = None, tokenizer=None):
+                 max_batch_tokens: int = 65536, dtype: str = "auto", device: str | None = None, tokenizer=None):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -46,7 +47,7 @@ class HFGenerator(Generator):
         tokenizer.padding_side = "left"
         self.tokenizer = tokenizer
         self.model_name = adapter or model
-        self.batch_size = batch_size
+        self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
         cfg = self.model.config
         self.context_length = getattr(cfg, "max_position_embeddings", None)
         eos = self.model.generation_config.eos_token_id
@@ -89,7 +90,6 @@ class HFGenerator(Generator):
 
         encoded = [self.encode_prompt(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        per_batch = max(1, self.batch_size // sampling.n)
         gen_cfg = self._generation_config(sampling)
         results: list[list[Completion]] = [[] for _ in prompts]
         tokens, start = 0, time.perf_counter()
@@ -97,13 +97,23 @@ class HFGenerator(Generator):
         with torch.random.fork_rng(devices=[]):  # seeding leaves the caller's RNG state alone
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
-            for b in range(0, len(order), per_batch):
-                batch = order[b:b + per_batch]
+            for batch in self._batches(order, [len(e) + sampling.max_new_tokens for e in encoded], sampling.n):
                 tokens += self._generate_batch([encoded[i] for i in batch], batch, gen_cfg, sampling, results)
                 bar.update(len(batch))
                 bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.1f}")
         bar.close()
         return results
+
+    def _batches(self, order: list[int], lengths: list[int], n: int = 1):
+        """Consecutive slices of `order` (longest first) holding at most batch_size sequences and
+        max_batch_tokens padded tokens (prompt + new tokens, times n samples), so that a batch of long
+        prompts gets fewer rows (attention memory grows with rows x length^2)."""
+        b = 0
+        while b < len(order):
+            rows = min(self.batch_size // n, self.max_batch_tokens // (lengths[order[b]] * n))
+            rows = max(1, rows)
+            yield order[b:b + rows]
+            b += rows
 
     def _generate_batch(self, prompts_ids, indices, gen_cfg, sampling, results) -> int:
         import torch
@@ -135,8 +145,7 @@ class HFGenerator(Generator):
         order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
         scores = [0.0] * len(pairs)
         bar = tqdm(total=len(pairs), unit="request", desc="loglikelihood", disable=not progress)
-        for b in range(0, len(order), self.batch_size):
-            batch = order[b:b + self.batch_size]
+        for batch in self._batches(order, [len(c) + len(x) for c, x in pairs]):
             # left padding puts every continuation at the end: only its logits are computed
             ids, mask = self._pad([pairs[i][0] + pairs[i][1] for i in batch], left=True)
             keep = max(len(pairs[i][1]) for i in batch) + 1
