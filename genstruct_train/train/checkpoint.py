@@ -168,7 +168,7 @@ def save_checkpoint(trainer, tokenizer, *, fmt: str, base_model: str, data, metr
     adapter = isinstance(model, PeftModel)
     finish_generation_config(model, tokenizer)
     save_logits_check(model, fixed_batch(data.train), output_dir, is_main)
-    report = {"metrics": metrics, "data": data.counts, "adapter": adapter}
+    report = {"metrics": metrics, "data": data.counts, "adapter": adapter, "log_history": trainer.state.log_history}
     if adapter:
         report["adapter_tensors"] = save_adapter(model, output_dir, is_main)
     else:

@@ -1,0 +1,66 @@
+"""SFT data preparation: pre-tokenized rows keep the inference prompt exactly, the loss mask covers the
+completion and EOS only, over-long rows are counted, bad rows are named; packed examples do not attend
+to each other."""
+
+import json
+
+import pytest
+import torch
+
+from genstruct_train.errors import DataError
+from genstruct_train.formats import get_format
+from genstruct_train.train.data import tokenize_file
+
+ROWS = [
+    {"title": "Cells", "content": "Cells divide by mitosis.", "user": "Two cells split. How?",
+     "assistant": "By mitosis."},
+    {"title": "Rain", "content": "Rain falls from clouds. " * 40, "user": "Where from?", "assistant": "Clouds."},
+]
+
+
+def _jsonl(tmp_path, rows):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_tokenized_rows_match_the_chat_template_and_mask_the_completion(tmp_path, mistral_tokenizer):
+    tok, fmt = mistral_tokenizer, get_format("genstruct")
+    ds, counts = tokenize_file(_jsonl(tmp_path, ROWS), tok, fmt, max_length=100)
+    assert counts == {"rows": 2, "used": 1, "skipped": {"longer_than_max_length": 1}, "tokens": len(ds[0]["input_ids"])}
+    ids, mask = ds[0]["input_ids"], ds[0]["completion_mask"]
+    prompt = tok.apply_chat_template([{"title": "Cells", "content": "Cells divide by mitosis."}], tokenize=True,
+                                     return_dict=True)["input_ids"]
+    n = len(prompt)
+    assert ids[:n] == prompt and tok.convert_ids_to_tokens(prompt[-1]) == "▁"  # the lone trailing piece kept
+    assert mask == [0] * n + [1] * (len(ids) - n) and ids[-1] == tok.eos_token_id
+    assert tok.decode(ids[n:-1]) == "Two cells split. How?\n[[[Assistant]]] By mitosis."
+
+
+def test_row_missing_a_field_is_named(tmp_path, mistral_tokenizer):
+    path = _jsonl(tmp_path, [ROWS[0], {"title": "T", "content": "C", "user": "U"}])
+    with pytest.raises(DataError, match=r"train.jsonl:2: field 'assistant': missing for format 'genstruct'"):
+        tokenize_file(path, mistral_tokenizer, get_format("genstruct"), max_length=None)
+
+
+def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, mistral_tokenizer):
+    """TRL's padding-free collator (what packing uses) + sdpa: each example's logits inside the packed row
+    equal its logits alone, so no example sees another."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), attn_implementation="sdpa").eval()
+    examples = [{"input_ids": mistral_tokenizer(t)["input_ids"]} for t in
+                ("The cell divides.", "Rain falls from the clouds over the hills.", "Why?")]
+    batch = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(examples)
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
+    with torch.no_grad():  # use_cache=False as in training (TRL's compute_loss): no cache, position ids decide
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        start = 0
+        for ex in examples:
+            alone = model(input_ids=torch.tensor([ex["input_ids"]])).logits[0]
+            torch.testing.assert_close(packed[start:start + len(alone)], alone, atol=1e-5, rtol=1e-4)
+            start += len(alone)
+        # without the position ids, the later examples would see the earlier ones
+        leaky = model(input_ids=batch["input_ids"], use_cache=False).logits[0]
+        assert (leaky[len(examples[0]["input_ids"]):] - packed[len(examples[0]["input_ids"]):]).abs().max() > 1e-3
