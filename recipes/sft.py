@@ -79,8 +79,9 @@ def main(argv: list[str]) -> None:
 
     # Save: weights, tokenizer, generation config, card (and the merged model)
     recipe = argv[argv.index("--config") + 1] if "--config" in argv else None
-    recipe_text = (Path(recipe).read_text(encoding="utf-8") if recipe else "") + "".join(
-        f"# override: {a}\n" for a in argv if recipe is None or a not in ("--config", recipe))
+    overrides = [a for a in argv if a not in ("--config", recipe)]
+    recipe_text = (Path(recipe).read_text(encoding="utf-8") if recipe else "") + (
+        f"# command-line overrides: {' '.join(overrides)}\n" if overrides else "")
     base_model = "random-init Mistral (base_model_config)" if args.base_model_config else model_args.model_name_or_path
     save_checkpoint(trainer, tokenizer, fmt=fmt.name, base_model=base_model, data=data,
                     metrics=metrics, recipe=recipe, recipe_text=recipe_text)

@@ -116,6 +116,19 @@ def test_qlora_without_cuda_fails_before_loading(data_dir_tmp):
                       "--dataset_path", str(data_dir_tmp)])
 
 
+def test_gpu_kernels_not_installed_fail_up_front(data_dir_tmp):
+    import importlib.util
+
+    if importlib.util.find_spec("liger_kernel") or importlib.util.find_spec("flash_attn"):
+        pytest.skip("GPU kernels installed here")
+    recipe = str(REPO / "recipes/genstruct-mistral-7b/lora.yaml")
+    common = ["--config", recipe, "--dataset_path", str(data_dir_tmp), "--use_cpu", "true"]
+    with pytest.raises(GenstructError, match=r"use_liger_kernel: true needs the liger-kernel package"):
+        parse_recipe(common)
+    with pytest.raises(GenstructError, match=r"attn_implementation: flash_attention_2 needs the flash-attn package"):
+        parse_recipe([*common, "--use_liger_kernel", "false"])
+
+
 def test_override_replaces_recipe_data_source(data_dir_tmp, tmp_path):
     args, training_args, _model_args = parse_recipe(
         ["--config", str(REPO / "recipes/tiny/sft.yaml"), "--dataset_path", str(data_dir_tmp),

@@ -140,12 +140,23 @@ def validate(args: GenstructArgs, training_args, model_args) -> None:
         check_quantization_available()
         if not model_args.use_peft:
             raise GenstructError("load_in_4bit/load_in_8bit (QLoRA) needs use_peft: true")
+    _check_installed(training_args.use_liger_kernel, "liger_kernel", "use_liger_kernel: true", "liger-kernel")
+    _check_installed(model_args.attn_implementation == "flash_attention_2", "flash_attn",
+                     "attn_implementation: flash_attention_2", "flash-attn")
     if args.merge and not model_args.use_peft:
         raise GenstructError("merge: true only applies to LoRA training (use_peft: true)")
     if not training_args.output_dir:
         raise GenstructError("a recipe needs output_dir")
     if training_args.packing and training_args.max_length is None:
         raise GenstructError("packing needs max_length")
+
+
+def _check_installed(wanted: bool, module: str, setting: str, package: str) -> None:
+    import importlib.util
+
+    if wanted and importlib.util.find_spec(module) is None:
+        raise GenstructError(f"{setting} needs the {package} package (GPU only; pip install {package}), "
+                             "or override the setting on the command line")
 
 
 def check_quantization_available() -> None:
