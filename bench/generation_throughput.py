@@ -6,12 +6,14 @@ prompts of the first --prompts wiki paragraphs), greedy, same --max-new-tokens, 
 run; prints a table and the speed-up ratio, and checks that every method produced the same tokens.
 
     python bench/generation_throughput.py [--prompts 64] [--max-new-tokens 32] [--batch-size 64] [--continuous]
+                                          [--threads N] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 
@@ -54,11 +56,17 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--continuous", action="store_true", help="also time model.generate_batch")
+    parser.add_argument("--hidden-size", type=int, default=64, help="tiny model width (TINY_MISTRAL: 64)")
+    parser.add_argument("--layers", type=int, default=2, help="tiny model depth (TINY_MISTRAL: 2)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = build_tiny_mistral(tmp)
+        ckpt = build_tiny_mistral(tmp, hidden_size=args.hidden_size, intermediate_size=2 * args.hidden_size,
+                                  num_hidden_layers=args.layers)
         gen = load_generator(str(ckpt), batch_size=args.batch_size)
         fmt = get_format("genstruct")
         passages = read_jsonl(data_dir() / "corpus" / "wiki-paragraphs.jsonl")[:args.prompts]
@@ -83,7 +91,7 @@ def main() -> None:
 
     print(f"{len(prompts)} prompts (mean {sum(map(len, encoded)) / len(encoded):.0f} tokens), "
           f"max_new_tokens={args.max_new_tokens}, batch_size={args.batch_size}, torch threads="
-          f"{torch.get_num_threads()}")
+          f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
     print(f"{'method':44s} {'seconds':>8s} {'tokens':>7s} {'tok/s':>8s} {'same tokens':>12s}")
     figures = {}
     for name, (seconds, outs) in rows.items():

@@ -146,16 +146,22 @@ def test_vllm_backend_clear_error_without_vllm_or_cuda(tiny_model_dir):
         load_generator(str(tiny_model_dir), "vllm")
 
 
-def test_token_budget_splits_long_prompts_into_smaller_batches(gen):
+def test_batches_bucket_by_length_and_token_budget(gen):
     prompts = ["word " * 300, "word " * 200] + PROMPTS
     sampling = SamplingParams(max_new_tokens=8)
     whole = gen.generate(prompts, sampling, progress=False)
-    old = gen.max_batch_tokens
+    lengths = [len(gen.encode_prompt(p)) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    assert [lengths[i] for i in order] == [302, 202, 21, 18, 7, 4, 3, 2]
+    old = gen.max_batch_tokens, gen.bucket_ratio
     try:
-        gen.max_batch_tokens = 2 * (len(gen.encode_prompt(prompts[0])) + 8)
-        lengths = [len(gen.encode_prompt(p)) + 8 for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-        assert [len(b) for b in gen._batches(order, lengths)] == [2, 4, 2]  # then batch_size=4 rules
+        # batch_size 4; a batch keeps prompts >= half its longest
+        assert [len(b) for b in gen._batches(order, lengths, 8)] == [2, 2, 2, 2]
+        gen.bucket_ratio = 0.0
+        assert [len(b) for b in gen._batches(order, lengths, 8)] == [4, 4]
+        gen.max_batch_tokens = 2 * (302 + 8)  # two long prompts per batch, then batch_size rules
+        assert [len(b) for b in gen._batches(order, lengths, 8)] == [2, 4, 2]
+        assert [len(b) for b in gen._batches(order, lengths, 8, n=2)] == [1, 1, 2, 2, 2]
         assert gen.generate(prompts, sampling, progress=False) == whole
     finally:
-        gen.max_batch_tokens = old
+        gen.max_batch_tokens, gen.bucket_ratio = old
