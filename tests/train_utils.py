@@ -9,8 +9,9 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "recipes" / "tiny" / "sft.yaml")
 
 
-def build_ropes(data_dir: Path, tmp_path_factory, validation: int = 64) -> Path:
-    """ROPES via `data build` (<= 512 tokens, 64 held-out validation rows), built once per test session."""
+def build_ropes(data_dir: Path, tmp_path_factory, validation: int = 160) -> Path:
+    """ROPES via `data build` (<= 512 tokens; >= 160 validation rows = 12 whole held-out passages), built once
+    per test session."""
     from genstruct_train.data.build import build_from_source
 
     out = tmp_path_factory.getbasetemp() / "ropes-built"
