@@ -32,7 +32,7 @@ def server(tiny_model_dir, tmp_path_factory):
         proc = subprocess.Popen(
             [str(cli), "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port),
              "--device", "cpu", "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -98,8 +98,9 @@ def test_sigkill_and_resume_loses_and_duplicates_nothing(model_dir, corpus, tmp_
     cmd = [sys.executable, "-m", "genstruct_train", "synthesize", "--model", str(model_dir), "--corpus",
            str(corpus), "--output", str(out), "--limit", str(n), "--num-samples", str(samples),
            "--temperature", "1.0", "--max-new-tokens", "16", "--chunk-size", "16", "--seed", "3"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "GENSTRUCT_DATA_DIR": str(corpus.parent.parent)})
+    # one torch thread: on a shared 2-core machine two OpenMP threads per process run ~7x slower
+    env = {**os.environ, "GENSTRUCT_DATA_DIR": str(corpus.parent.parent), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     progress = out / "progress.jsonl"
     deadline = time.monotonic() + 120
     try:
@@ -119,7 +120,7 @@ def test_sigkill_and_resume_loses_and_duplicates_nothing(model_dir, corpus, tmp_
         f.write(json.dumps({"id": uncommitted["id"], "sample": 0, "user": "u", "assistant": "a"}) + "\n")
         f.write('{"id": "torn", "title": "Half a li')
 
-    assert subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+    assert subprocess.run(cmd, capture_output=True, check=False, env=env).returncode == 0
 
     accepted, rejected = lines(out / "synthesized.jsonl"), lines(out / "rejected.jsonl")
     keys = Counter((r["id"], r["sample"]) for r in accepted + rejected)
