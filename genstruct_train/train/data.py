@@ -74,7 +74,7 @@ def tokenize_file(path: Path, tokenizer, fmt: Format, max_length: int | None, li
             for k, column in columns.items():
                 column.append(ex[k])
     if not counts["used"]:
-        raise GenstructError(f"{path}: no usable training example ({counts['rows']} rows, skipped {counts['skipped']})")
+        raise GenstructError(f"{path}: no usable example ({counts['rows']} rows, skipped {counts['skipped']})")
     return Dataset.from_dict(columns), counts
 
 
