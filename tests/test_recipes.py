@@ -137,6 +137,13 @@ def test_override_replaces_recipe_data_source(data_dir_tmp, tmp_path):
     assert training_args.learning_rate == 0.5 and training_args.output_dir == str(tmp_path / "out")
 
 
+def test_model_override_replaces_base_model_config(data_dir_tmp, tiny_model_dir):
+    args, _, model_args = parse_recipe(["--config", str(REPO / "recipes/downstream/tiny.yaml"),
+                                        "--dataset_path", str(data_dir_tmp), "--model_name_or_path", str(tiny_model_dir)])
+    assert model_args.model_name_or_path == str(tiny_model_dir)
+    assert args.base_model_config is None and args.tokenizer_name_or_path is None
+
+
 def test_sft_script_fails_fast_with_one_line(tmp_path):
     """The script itself: exit 2, one clear line, nothing written (no model was built)."""
     out = tmp_path / "out"

@@ -108,11 +108,15 @@ def parse_recipe(argv: list[str]):
         args, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as e:  # e.g. bf16 without a GPU, an invalid choice
         raise GenstructError(f"invalid recipe: {e}") from None
-    # a data source given on the command line replaces the recipe's other one
+    # a data source or model given on the command line replaces the recipe's other one
     if "--dataset_path" in argv and "--dataset_mixture" not in argv:
         args.dataset_mixture = None
     elif "--dataset_mixture" in argv and "--dataset_path" not in argv:
         args.dataset_path = None
+    if "--model_name_or_path" in argv and "--base_model_config" not in argv:
+        args.base_model_config = None
+        if "--tokenizer_name_or_path" not in argv:
+            args.tokenizer_name_or_path = None  # the model's own tokenizer
     validate(args, training_args, model_args)
     return args, training_args, model_args
 
