@@ -78,6 +78,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, ensure_ascii=False)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
     os.replace(tmp, path)
 
 
@@ -91,6 +92,7 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
     os.replace(tmp, path)
     return n
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TINY_MISTRAL = dict(  # ~2.2M parameters besides the 32k x 64 embeddings
-    vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-    bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
-)
+TINY_MISTRAL = {  # ~2.2M parameters besides the 32k x 64 embeddings
+    "vocab_size": 32000, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+    "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "tie_word_embeddings": False,
+}
 
 
 def build_tiny_mistral(output_dir: str | Path, format: str = "genstruct", seed: int = 0, **overrides) -> Path:
@@ -29,3 +29,37 @@ def build_tiny_mistral(output_dir: str | Path, format: str = "genstruct", seed: 
     model.save_pretrained(output_dir)
     tok.save_pretrained(output_dir)
     return output_dir
+
+
+COMPLETION = "Who wrote this?\n[[[Assistant]]] Nobody knows."
+
+
+def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8):
+    """A tiny Mistral (genstruct template) that, after the prompt's final "▁", writes `completion`
+    then EOS: attention and MLP outputs are zeroed, so each next token depends on the current one
+    only, and the embeddings/LM head encode that chain. With margin 1.8 the right next token has
+    probability ~0.98 at temperature 1, so sampling gives a mix of accepted and rejected samples."""
+    import itertools
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from .tokenization import load_tokenizer
+
+    build_tiny_mistral(path)
+    tok = load_tokenizer(str(path))
+    chain = [28705] + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert len(set(chain)) == len(chain)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb, head = model.model.embed_tokens.weight, model.lm_head.weight
+        for i, (cur, nxt) in enumerate(itertools.pairwise(chain)):
+            emb[cur] = 0
+            emb[cur, i] = 1
+            head[nxt] = 0
+            head[nxt, i] = margin
+    model.save_pretrained(path)
+    return path

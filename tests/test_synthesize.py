@@ -2,7 +2,6 @@
 checkpoint whose weights are set to write one Genstruct exchange (see `scripted_genstruct`):
 kill-and-resume, shards, bad input, mismatched output directories."""
 
-import itertools
 import json
 import os
 import signal
@@ -15,38 +14,7 @@ import pytest
 
 from genstruct_train.cli import main
 from genstruct_train.io import read_jsonl
-
-COMPLETION = "Who wrote this?\n[[[Assistant]]] Nobody knows."
-
-
-def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8):
-    """A tiny Mistral (genstruct template) that, after the prompt's final "▁", writes `completion`
-    then EOS: attention and MLP outputs are zeroed, so each next token depends on the current one
-    only, and the embeddings/LM head encode that chain. With margin 1.8 the right next token has
-    probability ~0.98 at temperature 1, so sampling gives a mix of accepted and rejected samples."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from genstruct_train.testing import build_tiny_mistral
-    from genstruct_train.tokenization import load_tokenizer
-
-    build_tiny_mistral(path)
-    tok = load_tokenizer(str(path))
-    chain = [28705] + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    assert len(set(chain)) == len(chain)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        emb, head = model.model.embed_tokens.weight, model.lm_head.weight
-        for i, (cur, nxt) in enumerate(itertools.pairwise(chain)):
-            emb[cur] = 0
-            emb[cur, i] = 1
-            head[nxt] = 0
-            head[nxt, i] = margin
-    model.save_pretrained(path)
-    return path
+from genstruct_train.testing import scripted_genstruct
 
 
 @pytest.fixture(scope="module")
