@@ -226,7 +226,7 @@ def run_experiment(config_path: str | Path, output_dir: str | Path) -> dict:
     for name, (set_file, set_key) in set_files.items():
         key = stage_key(spec.model_dump(), upstream=[set_key, base_key], files=[_recipe_path(spec.recipe)])
         d, _ = stages.run(f"downstream-{name}", key, lambda d, f=set_file: run_command(
-            _train_command(spec, {"model_name_or_path": base, "base_model_config": "null", "dataset_path": f,
+            _train_command(spec, {"model_name_or_path": base, "dataset_path": f,
                                   "output_dir": d / "model", "seed": exp.seed}), d / "log.txt", env))
         to_eval[name] = (str(d / "model"), key)
     summaries = {}
