@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from .io import file_sha256
 from .paths import REPO_ROOT
-from .stages import file_sha256
 
 PACKAGES = ("genstruct-train", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "deepspeed",
             "sentence-transformers", "vllm")

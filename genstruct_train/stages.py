@@ -19,17 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import GenstructError
-from .io import read_json, write_json
+from .io import file_sha256, read_json, write_json
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def stage_key(settings: dict, upstream: list[str] = (), files: list[str | Path] = ()) -> str:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import collections
-import hashlib
 import random
 import re
 import string
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GenstructError
+from ..io import file_sha256
 
 CHAT_FORMATS = ("none", "tulu", "template")
 
@@ -150,16 +150,8 @@ def group_means(rows: list[dict], key: str = "group", value: str = "score") -> d
 
 # --- provenance ---------------------------------------------------------------------------------
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def provenance(paths: list[Path]) -> list[dict]:
-    return [{"path": str(p), "sha256": sha256(p)} for p in sorted(paths)]
+    return [{"path": str(p), "sha256": file_sha256(p)} for p in sorted(paths)]
 
 
 def require(path: Path, what: str) -> Path:

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, GenstructError
-from ..io import iter_jsonl, read_json, write_json, write_jsonl
+from ..io import file_sha256, iter_jsonl, read_json, write_json, write_jsonl
 from ..paths import data_dir as resolve_data_dir
-from .common import CHAT_FORMATS, Context, mean, provenance, sha256
+from .common import CHAT_FORMATS, Context, mean, provenance
 
 BENCHMARKS = ("mmlu", "gsm8k", "bbh", "tydiqa", "codex_humaneval", "alpaca_farm")
 COLUMNS = ("MMLU 0-shot", "MMLU 5-shot", "GSM Direct", "GSM CoT", "BBH Direct", "BBH CoT", "TydiQA GP",
@@ -61,7 +61,7 @@ def _score(module, rows: list[dict], workers: int) -> dict:
 def _write(output_dir: Path, name: str, rows: list[dict], metrics: dict) -> dict:
     pred_path = output_dir / name / "predictions.jsonl"
     write_jsonl(pred_path, rows)
-    metrics = {"benchmark": name, **metrics, "predictions": {"path": str(pred_path), "sha256": sha256(pred_path)}}
+    metrics = {"benchmark": name, **metrics, "predictions": {"path": str(pred_path), "sha256": file_sha256(pred_path)}}
     write_json(output_dir / name / "metrics.json", metrics)
     return metrics
 
@@ -149,7 +149,7 @@ def rescore(benchmark: str, predictions: str | Path, output_dir, sandbox_workers
     for key in ("settings", "model", "data"):
         if key in original:
             metrics[key] = original[key]
-    metrics["rescored_from"] = {"path": str(predictions), "sha256": sha256(predictions)}
+    metrics["rescored_from"] = {"path": str(predictions), "sha256": file_sha256(predictions)}
     output_dir = Path(output_dir)
     _write(output_dir, benchmark, rows, metrics)
     print(f"{benchmark}: {format_columns(module.summary(metrics))}")

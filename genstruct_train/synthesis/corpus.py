@@ -6,7 +6,6 @@ deterministic --shard I/N slice of the rows, and gives each passage a stable id 
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +38,6 @@ def shard_slice(count: int, shard: tuple[int, int]) -> range:
     """Contiguous block I of N over `count` items: concatenating shards 0..N-1 gives them all, in order."""
     i, n = shard
     return range(i * count // n, (i + 1) * count // n)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_corpus(path: str | Path, limit: int | None = None, shard: tuple[int, int] = (0, 1)) -> Corpus:

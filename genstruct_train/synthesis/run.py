@@ -247,7 +247,8 @@ def fit_prompt(module, generator, passage: dict, budget: int | None, overlong: s
 
 def run(args) -> int:
     from ..generation import from_args
-    from .corpus import file_sha256, parse_shard, read_corpus
+    from ..io import file_sha256
+    from .corpus import parse_shard, read_corpus
 
     module = load_method(args.method)
     if hasattr(module, "run"):  # non-corpus method: its own loop

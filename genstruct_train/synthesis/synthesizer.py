@@ -71,10 +71,10 @@ def run(args, generator) -> int:
     from pathlib import Path
 
     from ..errors import GenstructError
-    from ..io import read_jsonl, write_jsonl
+    from ..io import file_sha256, read_jsonl, write_jsonl
     from ..paths import data_dir
     from . import run as runner
-    from .corpus import Corpus, file_sha256, parse_shard, read_corpus, shard_slice
+    from .corpus import Corpus, parse_shard, read_corpus, shard_slice
 
     rounds = args.synthesizer_rounds
     if rounds < 1 or args.chunk_size < 1:
