@@ -110,6 +110,12 @@ def test_tiny_comparison_end_to_end_resume_and_rerun(synthesizer, tmp_path):
     assert not any(ran(out).values())
     assert (out / "table.csv").read_text() == before
 
+    # the same seeds reproduce the table from scratch
+    fresh = tmp_path / "fresh"
+    proc = compare(config, fresh)
+    assert proc.wait(timeout=900) == 0
+    assert (fresh / "table.csv").read_text() == before
+
     # a changed downstream value reruns exactly the downstream stages and their evaluations
     write_config(config, synthesizer, downstream_steps=3)
     proc = compare(config, out)
