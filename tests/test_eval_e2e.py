@@ -10,9 +10,9 @@ import pytest
 
 from genstruct_train.errors import GenstructError
 from genstruct_train.evaluation import BENCHMARKS, COLUMNS, rescore, run_benchmarks
-from genstruct_train.evaluation.common import Context, chat_prompt, sha256
+from genstruct_train.evaluation.common import Context, chat_prompt
 from genstruct_train.evaluation.runner import main as run_main
-from genstruct_train.io import read_json, read_jsonl, write_jsonl
+from genstruct_train.io import file_sha256, read_json, read_jsonl, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 BBH_TASKS = ("boolean_expressions", "date_understanding")
@@ -69,9 +69,9 @@ def test_run_writes_predictions_metrics_and_summary(e2e_run, tiny_model_dir, sma
         assert metrics["settings"]["limit"] == 1 and metrics["settings"]["max_new_tokens"] == 8
         assert metrics["model"]["name"] == str(tiny_model_dir)
         files = {Path(f["path"]).name: f["sha256"] for f in metrics["model"]["files"]}
-        assert files["config.json"] == sha256(tiny_model_dir / "config.json")
-        assert metrics["data"] and all(sha256(f["path"]) == f["sha256"] for f in metrics["data"])
-        assert metrics["predictions"]["sha256"] == sha256(out / name / "predictions.jsonl")
+        assert files["config.json"] == file_sha256(tiny_model_dir / "config.json")
+        assert metrics["data"] and all(file_sha256(f["path"]) == f["sha256"] for f in metrics["data"])
+        assert metrics["predictions"]["sha256"] == file_sha256(out / name / "predictions.jsonl")
     assert {Path(f["path"]).name for f in read_json(out / "mmlu" / "metrics.json")["data"]} == {
         f"{s}_{split}.csv" for s in MMLU_SUBJECTS for split in ("dev", "test")}
     summary = read_json(out / "summary.json")
@@ -113,7 +113,7 @@ def test_rescoring_reproduces_metrics_exactly(e2e_run, tmp_path):
         assert again["scores"] == original["scores"], name
         assert again["counts"] == original["counts"], name
         assert again["settings"] == original["settings"] and again["data"] == original["data"]
-        assert again["rescored_from"]["sha256"] == sha256(out / name / "predictions.jsonl")
+        assert again["rescored_from"]["sha256"] == file_sha256(out / name / "predictions.jsonl")
         assert read_jsonl(tmp_path / "rescored" / name / "predictions.jsonl") == read_jsonl(
             out / name / "predictions.jsonl")
     original, again = read_json(out / "summary.json"), read_json(tmp_path / "rescored" / "summary.json")

@@ -15,6 +15,7 @@ from .common import (
     answer_after,
     chat_prompt,
     exact_match,
+    generate_outputs,
     group_means,
     limited,
     mean,
@@ -72,9 +73,7 @@ def predict(ctx: Context) -> list[dict]:
                 rows.append({"id": ex["id"], "setting": setting, "group": task, "prompt": prompt,
                              "gold": ex["target"]})
     sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS), stop=["\n\n"])
-    for row, outs in zip(rows, ctx.generator.generate([r["prompt"] for r in rows], sampling)):
-        row["output"] = outs[0].text
-    return rows
+    return generate_outputs(ctx, rows, sampling)
 
 
 def score(rows: list[dict]) -> dict:

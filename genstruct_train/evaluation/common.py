@@ -158,3 +158,10 @@ def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise GenstructError(f"{what} not found at {path} (pass --data-dir; layout of shared/data/README.md)")
     return path
+
+
+def generate_outputs(ctx, rows: list[dict], sampling) -> list[dict]:
+    """Generate each row's prompt (one sample) into row["output"]."""
+    for row, outs in zip(rows, ctx.generator.generate([r["prompt"] for r in rows], sampling)):
+        row["output"] = outs[0].text
+    return rows

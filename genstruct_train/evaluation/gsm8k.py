@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..generation import SamplingParams
 from ..io import iter_jsonl
-from .common import Context, chat_prompt, exact_match, last_number, mean, require
+from .common import Context, chat_prompt, exact_match, generate_outputs, last_number, mean, require
 
 NAME = "gsm8k"
 SETTINGS = ("direct", "cot")
@@ -78,9 +78,7 @@ def predict(ctx: Context) -> list[dict]:
             rows.append({"id": q["id"], "setting": setting, "group": setting, "prompt": prompt, "gold": q["gold"]})
     sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS),
                               stop=["\n"] if ctx.chat_format == "none" else [])
-    for row, outs in zip(rows, ctx.generator.generate([r["prompt"] for r in rows], sampling)):
-        row["output"] = outs[0].text
-    return rows
+    return generate_outputs(ctx, rows, sampling)
 
 
 def score(rows: list[dict]) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..generation import SamplingParams
 from ..io import read_json
-from .common import Context, chat_prompt, limited, mean, require, squad_scores, subset
+from .common import Context, chat_prompt, generate_outputs, limited, mean, require, squad_scores, subset
 
 NAME = "tydiqa"
 SETTINGS = ("gold_passage", "closed_book")
@@ -94,9 +94,7 @@ def predict(ctx: Context) -> list[dict]:
                              "prompt": build_prompt(ctx, lang, setting, shot, ex), "gold": ex["answers"]})
     sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS),
                               stop=["\n"] if ctx.chat_format == "none" else [])
-    for row, outs in zip(rows, ctx.generator.generate([r["prompt"] for r in rows], sampling)):
-        row["output"] = outs[0].text
-    return rows
+    return generate_outputs(ctx, rows, sampling)
 
 
 def score(rows: list[dict]) -> dict:
