@@ -29,12 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
     for words, module_name, help_text in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:
-                raise
-            continue  # verb not built yet
+        module = importlib.import_module(module_name)
         if len(words) == 2:
             if words[0] not in groups:
                 group = verbs.add_parser(words[0], help=f"{words[0]} commands")

@@ -66,12 +66,14 @@ class StageRunner:
 def run_command(cmd: list[str], log_path: str | Path, env: dict | None = None) -> None:
     """Run a subprocess, teeing its output to log_path; a failure names the command and the log."""
     log.info("$ %s", " ".join(cmd))
-    with open(log_path, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        for line in proc.stdout:  # shown live (progress bars included) and kept in the log
-            out.write(line)
-            sys.stderr.write(line)
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        # forwarded as it comes (tqdm redraws with "\r", not newlines) and kept in the log
+        for chunk in iter(lambda: proc.stdout.read1(1 << 16), b""):
+            out.write(chunk)
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
         code = proc.wait()
     if code != 0:
-        tail = Path(log_path).read_text()[-3000:]
+        tail = Path(log_path).read_text(errors="replace")[-3000:]
         raise GenstructError(f"command failed (exit {code}): {' '.join(cmd)}\nlog: {log_path}\n{tail}")

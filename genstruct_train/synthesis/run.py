@@ -56,12 +56,7 @@ FALLBACK = {"max_new_tokens": 256, "temperature": 0.7, "top_p": 1.0, "top_k": 0,
 def load_method(name: str):
     if name not in METHODS:
         raise GenstructError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
-    try:
-        return importlib.import_module(METHODS[name])
-    except ModuleNotFoundError as e:
-        if e.name != METHODS[name]:
-            raise
-        raise GenstructError(f"method {name!r} is not available in this version") from None
+    return importlib.import_module(METHODS[name])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,12 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="passages whose prompt + max new tokens exceed the model's context")
     j.add_argument("--limit", type=int, help="use only the first N corpus rows")
     for name, module_name in METHODS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:
-                raise
-            continue  # method not built yet
+        module = importlib.import_module(module_name)
         if hasattr(module, "add_arguments"):
             before = {a.dest for a in parser._actions}
             module.add_arguments(parser)
