@@ -9,7 +9,7 @@ the rest still run; the JSON is rewritten after every section):
 
 1. peak_matmul: the bf16 matmul peak (FLOP/s) that MFU is measured against, in this same run;
 2. hbm_copy: device-to-device copy bandwidth (bytes read + written per second);
-3. train_lora / train_lora_packed / train_lora_packed_liger: recipes/sft.py's path (its recipe
+3. train_lora / train_lora_packed / train_lora_packed_liger (run last): recipes/sft.py's path (its recipe
    recipes/genstruct-mistral-7b/lora.yaml through genstruct_train.train.config.parse_recipe, pre-tokenized
    input_ids + completion_mask rows, TRL's SFTTrainer with the recipe's LoRA config) with sdpa, bf16 and
    activation checkpointing at sequence 2048: padded full rows, then packing (padding-free) of mixed-length
@@ -17,9 +17,10 @@ the rest still run; the JSON is rewritten after every section):
    MFU = flops_per_token x tokens/s / peak, flops_per_token = 6 N + 12 L d s (PaLM, appendix B), with N the
    weights of every matmul (all Linear layers incl. lm_head and the LoRA A/B matrices; no embedding lookup),
    L layers, d = heads x head_dim, s the example length (for packed rows: sum s_i^2 / sum s_i over the set);
-4. generate_hf: the `hf` generation backend (genstruct_train.generation) on the same model shape, saved and
-   loaded like any checkpoint: prefill and decode tokens/s at batch 1 and 64, against the HBM bound
-   batch x bandwidth / weight bytes (each decode step reads every weight once).
+4. generate_hf (before the Liger section, which patches transformers' Mistral module-wide): the `hf`
+   generation backend (genstruct_train.generation) on the same model shape, saved and loaded like any
+   checkpoint: prefill and decode tokens/s at batch 1 and 64, against the HBM bound batch x bandwidth /
+   weight bytes (each decode step reads every weight but the input embedding once).
 
 The model is built on the meta device and materialized in place (bf16, random init); the tokenizer is a
 word-level one over the same 32000 ids (w3 ... w31999), built here, since the lent machine has neither network
@@ -546,8 +547,9 @@ def main(argv: list[str] | None = None) -> int:
             ("hbm_copy", section_hbm_copy, limits["hbm_copy"], {}),
             ("train_lora", section_train, limits["train"], {"packing": False, "liger": False}),
             ("train_lora_packed", section_train, limits["train"], {"packing": True, "liger": False}),
-            ("train_lora_packed_liger", section_train, limits["train"], {"packing": True, "liger": True}),
-            ("generate_hf", section_generate, limits["generate_hf"], {})]
+            ("generate_hf", section_generate, limits["generate_hf"], {}),
+            # last: Liger patches transformers' Mistral functions module-wide, which would change generate_hf
+            ("train_lora_packed_liger", section_train, limits["train"], {"packing": True, "liger": True})]
     wanted = set(args.sections.split(",")) if args.sections else None
     if args.fail_section:
         wanted_fail = {args.fail_section}

@@ -13,8 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "bench" / "gpu_check.py"
-SECTIONS = ["environment", "peak_matmul", "hbm_copy", "train_lora", "train_lora_packed", "train_lora_packed_liger",
-            "generate_hf"]
+SECTIONS = ["environment", "peak_matmul", "hbm_copy", "train_lora", "train_lora_packed", "generate_hf",
+            "train_lora_packed_liger"]
 
 
 def load_module():
