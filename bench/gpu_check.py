@@ -277,12 +277,22 @@ def recipe_args(ctx: dict, out_dir: Path, data_file: Path, *, packing: bool, lig
     return training_args, model_args
 
 
+def sft_trainer_class():
+    """The trainer class recipes/sft.py uses: genstruct_train.train.trainer.GenstructSFTTrainer where this checkout
+    has that module (TRL's SFTTrainer on CUDA, with a cheaper CPU path), else TRL's SFTTrainer."""
+    if importlib.util.find_spec("genstruct_train.train.trainer") is not None:
+        return importlib.import_module("genstruct_train.train.trainer").GenstructSFTTrainer
+    from trl import SFTTrainer
+
+    return SFTTrainer
+
+
 def section_train(ctx: dict, *, packing: bool, liger: bool) -> dict:
-    """A few LoRA steps through TRL's SFTTrainer exactly as recipes/sft.py builds it; steady-state tokens/s
-    (after warm-up steps) from the trainer's own non-pad token count, and MFU."""
+    """A few LoRA steps through the SFT trainer as recipes/sft.py builds it; steady-state tokens/s (after the
+    warm-up steps) from the trainer's own non-pad token count, and MFU."""
     from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import SFTTrainer, get_peft_config
+    from trl import get_peft_config
 
     if liger and importlib.util.find_spec("liger_kernel") is None:
         return {"skipped": "liger_kernel is not importable (bring the liger-kernel wheel)"}
@@ -310,8 +320,9 @@ def section_train(ctx: dict, *, packing: bool, liger: bool) -> dict:
             stamps[state.global_step] = time.perf_counter()
 
     train = Dataset.from_dict(random_rows(lengths, seed=0))
-    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, processing_class=ctx["tokenizer"],
-                         peft_config=get_peft_config(model_args), callbacks=[StepTimer()])
+    trainer_class = sft_trainer_class()
+    trainer = trainer_class(model=model, args=training_args, train_dataset=train, processing_class=ctx["tokenizer"],
+                            peft_config=get_peft_config(model_args), callbacks=[StepTimer()])
     n_counted = counted_matmul_params(trainer.model)
     t0 = time.perf_counter()
     trainer.train()
@@ -325,7 +336,7 @@ def section_train(ctx: dict, *, packing: bool, liger: bool) -> dict:
     fpt = train_flops_per_token(cfg, lora_r, seq_eff)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = {
-        "packing": packing, "liger": liger, "padding_free": bool(getattr(trainer, "padding_free", False)),
+        "trainer": f"{trainer_class.__module__}.{trainer_class.__name__}", "packing": packing, "liger": liger, "padding_free": bool(getattr(trainer, "padding_free", False)),
         "attn_implementation": trainer.model.config._attn_implementation, "dtype": str(ctx["dtype"]),
         "gradient_checkpointing": bool(trainer.model.is_gradient_checkpointing), "lora_r": lora_r,
         "seq": s["seq"], "batch": s["batch"], "examples": len(lengths), "seq_eff": seq_eff,

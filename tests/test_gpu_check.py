@@ -89,6 +89,7 @@ def test_dry_run_structure_and_measurements(dry_run):
 
 def check_train(t, peak):
     assert t["status"] == "ok", t.get("error")
+    assert t["trainer"].rsplit(".", 1)[1] + "(" in (REPO / "recipes" / "sft.py").read_text()  # sft.py's trainer
     assert t["attn_implementation"] == "sdpa" and t["gradient_checkpointing"] is True
     assert t["dtype"] == "torch.bfloat16" and t["lora_r"] == 64
     assert t["matmul_params"] == t["matmul_params_counted"] == 2_252_800  # formula == every Linear of the PEFT model
