@@ -80,7 +80,8 @@ class SectionTimeout(Exception):
 def matmul_params(cfg: dict, lora_r: int = 0) -> int:
     """Weights of every matmul per token: q, k, v, o, gate, up, down in each layer, lm_head, plus rank-r LoRA A/B
     on each of the 7 layer projections (lora_target_modules: all-linear, which leaves lm_head out)."""
-    d, inter, layers, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    d, inter = cfg["hidden_size"], cfg["intermediate_size"]
+    layers, vocab = cfg["num_hidden_layers"], cfg["vocab_size"]
     q = cfg["num_attention_heads"] * cfg["head_dim"]
     kv = cfg["num_key_value_heads"] * cfg["head_dim"]
     shapes = [(d, q), (d, kv), (d, kv), (q, d), (d, inter), (d, inter), (inter, d)]  # (in, out)
@@ -119,7 +120,7 @@ def build_model(cfg: dict, device: str, dtype):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
     model.to_empty(device=device)
     model.init_weights()
-    with torch.no_grad():  # EOS logit exactly 0: never the argmax of 32000 random logits, so generation runs full length
+    with torch.no_grad():  # EOS logit exactly 0: never the argmax of 32000 random logits, generation runs full length
         model.lm_head.weight[cfg["eos_token_id"]] = 0
     return model
 
@@ -239,7 +240,8 @@ def section_hbm_copy(ctx: dict) -> dict:
     seconds = (time.perf_counter() - t0) / reps
     bandwidth = 2 * nbytes / seconds
     ctx["bandwidth"] = bandwidth
-    return {"bytes": nbytes, "seconds_per_copy": seconds, "bytes_per_s": bandwidth, "tb_per_s": round(bandwidth / 1e12, 3)}
+    return {"bytes": nbytes, "seconds_per_copy": seconds, "bytes_per_s": bandwidth,
+            "tb_per_s": round(bandwidth / 1e12, 3)}
 
 
 def recipe_args(ctx: dict, out_dir: Path, data_file: Path, *, packing: bool, liger: bool):
@@ -336,7 +338,8 @@ def section_train(ctx: dict, *, packing: bool, liger: bool) -> dict:
     fpt = train_flops_per_token(cfg, lora_r, seq_eff)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = {
-        "trainer": f"{trainer_class.__module__}.{trainer_class.__name__}", "packing": packing, "liger": liger, "padding_free": bool(getattr(trainer, "padding_free", False)),
+        "trainer": f"{trainer_class.__module__}.{trainer_class.__name__}", "packing": packing, "liger": liger,
+        "padding_free": bool(getattr(trainer, "padding_free", False)),
         "attn_implementation": trainer.model.config._attn_implementation, "dtype": str(ctx["dtype"]),
         "gradient_checkpointing": bool(trainer.model.is_gradient_checkpointing), "lora_r": lora_r,
         "seq": s["seq"], "batch": s["batch"], "examples": len(lengths), "seq_eff": seq_eff,
@@ -359,12 +362,20 @@ def section_generate(ctx: dict) -> dict:
     """The hf backend on the 7B shape: the model is saved as a checkpoint (with the tokenizer) and loaded by
     load_generator like any other. Per batch size: generate(max_new_tokens=1) is the prefill, the rest of
     generate(max_new_tokens=M) the M-1 decode steps."""
+    ckpt = Path(tempfile.mkdtemp(prefix="gpu_check_model_", dir=ctx["ckpt_tmp"]))
+    try:
+        return generate_from_checkpoint(ctx, ckpt)
+    finally:  # 14.5 GB, perhaps in /dev/shm: never left behind by a failed section
+        if not ctx["keep_checkpoint"]:
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def generate_from_checkpoint(ctx: dict, ckpt: Path) -> dict:
     import torch
 
     from genstruct_train.generation import SamplingParams, load_generator
 
     s, dev, cfg = ctx["sizes"], ctx["device"], ctx["sizes"]["model"]
-    ckpt = Path(tempfile.mkdtemp(prefix="gpu_check_model_", dir=ctx["ckpt_tmp"]))
     t0 = time.perf_counter()
     model = build_model(cfg, dev, ctx["dtype"])
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -414,8 +425,6 @@ def section_generate(ctx: dict) -> dict:
     gen.close()
     del gen
     free_memory(dev)
-    if not ctx["keep_checkpoint"]:
-        shutil.rmtree(ckpt, ignore_errors=True)
     return result
 
 
@@ -481,7 +490,8 @@ def table(results: dict) -> str:
               f"{env.get('transformers')}  trl {env.get('trl')}  peft {env.get('peft')}  "
               f"liger {env.get('liger_kernel')}")]
     pm, hb = sec.get("peak_matmul", {}), sec.get("hbm_copy", {})
-    lines.append(f"peak bf16 matmul: {fmt(pm.get('tflops'))} TFLOP/s   copy bandwidth: {fmt(hb.get('tb_per_s'))} TB/s")
+    lines.append(f"peak bf16 matmul: {fmt(pm.get('tflops'))} TFLOP/s   "
+                 f"copy bandwidth: {fmt(hb.get('tb_per_s'))} TB/s")
     lines.append(f"{'section':26s} {'status':7s} {'tokens/s':>10s} {'MFU':>7s} {'step s':>7s} {'peak GiB':>9s}")
     for name in ("train_lora", "train_lora_packed", "train_lora_packed_liger"):
         r = sec.get(name, {})
@@ -491,7 +501,8 @@ def table(results: dict) -> str:
                      f"{fmt(sum(steps) / len(steps) if steps else None, '.3f'):>7s} "
                      f"{fmt(r.get('peak_memory_gib')):>9s}")
     g = sec.get("generate_hf", {})
-    lines.append(f"generate_hf {g.get('status', '-')}: prompt {g.get('prompt_len')}, {g.get('new_tokens')} new tokens, "
+    lines.append(f"generate_hf {g.get('status', '-')}: prompt {g.get('prompt_len')}, "
+                 f"{g.get('new_tokens')} new tokens, "
                  f"save {fmt(g.get('save_s'), '.1f')} s, load {fmt(g.get('load_s'), '.1f')} s")
     lines.append(f"{'batch':>6s} {'prefill tok/s':>14s} {'prefill MFU':>12s} {'decode tok/s':>13s} "
                  f"{'HBM bound':>10s} {'of bound':>9s}")
@@ -499,7 +510,8 @@ def table(results: dict) -> str:
         mfu = r.get("prefill_mfu")
         frac = r.get("decode_fraction_of_bound")
         lines.append(f"{b:>6s} {fmt(r['prefill_tokens_per_s'], '.0f'):>14s} "
-                     f"{(fmt(100 * mfu, '.1f') + '%') if mfu else '-':>12s} {fmt(r['decode_tokens_per_s'], '.1f'):>13s} "
+                     f"{(fmt(100 * mfu, '.1f') + '%') if mfu else '-':>12s} "
+                     f"{fmt(r['decode_tokens_per_s'], '.1f'):>13s} "
                      f"{fmt(r.get('decode_bound_tokens_per_s'), '.0f'):>10s} "
                      f"{(fmt(100 * frac, '.1f') + '%') if frac else '-':>9s}")
     for name, r in sec.items():
@@ -538,8 +550,26 @@ def main(argv: list[str] | None = None) -> int:
     if sizes["steps"] <= sizes["warmup_steps"]:
         print(f"gpu_check.py: error: --steps must exceed the {sizes['warmup_steps']} warm-up steps", file=sys.stderr)
         return 2
+    names = ["environment", "peak_matmul", "hbm_copy", "train_lora", "train_lora_packed", "generate_hf",
+             "train_lora_packed_liger"]
+    wanted = set(args.sections.split(",")) if args.sections else set(names)
+    for option, given in (("--sections", wanted), ("--fail-section", {args.fail_section} - {None})):
+        if given - set(names):
+            print(f"gpu_check.py: error: unknown {option} {sorted(given - set(names))}", file=sys.stderr)
+            return 2
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    results = {"command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+               "sizes": {k: v for k, v in sizes.items() if k != "limits"}, "sections": {}}
+    limits = sizes["limits"]
+    plan = {"environment": (section_environment, 30, {}),
+            "peak_matmul": (section_peak_matmul, limits["peak_matmul"], {}),
+            "hbm_copy": (section_hbm_copy, limits["hbm_copy"], {}),
+            "train_lora": (section_train, limits["train"], {"packing": False, "liger": False}),
+            "train_lora_packed": (section_train, limits["train"], {"packing": True, "liger": False}),
+            "generate_hf": (section_generate, limits["generate_hf"], {}),
+            # last: Liger patches transformers' Mistral functions module-wide, which would change generate_hf
+            "train_lora_packed_liger": (section_train, limits["train"], {"packing": True, "liger": True})}
     tmp = Path(tempfile.mkdtemp(prefix="gpu_check_"))
     shm = Path("/dev/shm")  # the 7B checkpoint (14.5 GB) is written to RAM when it fits there twice over
     ckpt_tmp = tmp
@@ -550,32 +580,16 @@ def main(argv: list[str] | None = None) -> int:
     ctx = {"device": "cpu" if args.dry_run else "cuda", "dry_run": args.dry_run, "sizes": sizes,
            "dtype": torch.bfloat16, "tmp": str(tmp), "ckpt_tmp": str(ckpt_tmp),
            "keep_checkpoint": args.keep_checkpoint, "tokenizer": build_tokenizer()}
-    results = {"command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-               "sizes": {k: v for k, v in sizes.items() if k != "limits"}, "sections": {}}
-    limits = sizes["limits"]
-    plan = [("environment", section_environment, 30, {}),
-            ("peak_matmul", section_peak_matmul, limits["peak_matmul"], {}),
-            ("hbm_copy", section_hbm_copy, limits["hbm_copy"], {}),
-            ("train_lora", section_train, limits["train"], {"packing": False, "liger": False}),
-            ("train_lora_packed", section_train, limits["train"], {"packing": True, "liger": False}),
-            ("generate_hf", section_generate, limits["generate_hf"], {}),
-            # last: Liger patches transformers' Mistral functions module-wide, which would change generate_hf
-            ("train_lora_packed_liger", section_train, limits["train"], {"packing": True, "liger": True})]
-    wanted = set(args.sections.split(",")) if args.sections else None
-    if args.fail_section:
-        wanted_fail = {args.fail_section}
-        if wanted_fail - {name for name, *_ in plan}:
-            print(f"gpu_check.py: error: unknown --fail-section {args.fail_section}", file=sys.stderr)
-            return 2
-    if wanted and wanted - {name for name, *_ in plan}:
-        print(f"gpu_check.py: error: unknown --sections {sorted(wanted - {n for n, *_ in plan})}", file=sys.stderr)
-        return 2
-    for name, fn, limit, kwargs in plan:
-        if wanted is None or name in wanted or name == "environment":
-            run_section(results, name, fn, limit, deadline, output, fail=name == args.fail_section, ctx=ctx, **kwargs)
+    try:
+        for name in names:
+            fn, limit, kwargs = plan[name]
+            if name in wanted or name == "environment":
+                run_section(results, name, fn, limit, deadline, output, fail=name == args.fail_section, ctx=ctx,
+                            **kwargs)
+    finally:
+        if not args.keep_checkpoint:
+            shutil.rmtree(tmp, ignore_errors=True)
     results["total_s"] = time.monotonic() - start
-    if not args.keep_checkpoint:
-        shutil.rmtree(tmp, ignore_errors=True)
     write(results, output)
     print(table(results), flush=True)
     print(f"results in {output} ({results['total_s']:.0f} s)")

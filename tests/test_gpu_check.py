@@ -158,6 +158,10 @@ def test_bad_options_exit_2(tmp_path):
     proc = run_check(tmp_path, "--dry-run", "--output", "x.json", "--sections", "train_lora,bogus")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "gpu_check.py: error: unknown --sections ['bogus']"
+    proc = run_check(tmp_path, "--dry-run", "--output", "x.json", "--fail-section", "nope")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "gpu_check.py: error: unknown --fail-section ['nope']"
+    assert not (tmp_path / "x.json").exists()
     import torch
 
     if not torch.cuda.is_available():
