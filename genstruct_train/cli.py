@@ -17,6 +17,7 @@ COMMANDS = [
     (("data", "rationalize"), "genstruct_train.synthesis.rationalize",
      "rewrite short answers as step-by-step responses with a teacher model"),
     (("merge",), "genstruct_train.train.merge", "merge a LoRA adapter into its base model"),
+    (("weight-diff",), "genstruct_train.train.weight_diff", "make or recover a weight diff (tuned - base)"),
     (("synthesize",), "genstruct_train.synthesis.run", "synthesize instruction data from a model"),
     (("report",), "genstruct_train.synthesis.report", "quality report of synthesized data sets"),
     (("eval",), "genstruct_train.evaluation.runner",
