@@ -491,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m genstruct_train.synthesis.filters",
-                                     description="filter a synthesized set (see the module docstring for SPEC)")
+                                     description="filter a synthesized set", epilog=__doc__[__doc__.index("Spec:"):],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="directory with synthesized.jsonl (+ rejected.jsonl)")
     parser.add_argument("--filters", required=True, help="e.g. format,length,exact-dedup,grounding:threshold=0.5")
     parser.add_argument("--output", required=True)
