@@ -252,9 +252,12 @@ class RewardModel:
     def _load(self):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from .similarity import inference_device
+
+        device, dtype = inference_device()  # GPU bf16 when present
         try:
             self._tok = AutoTokenizer.from_pretrained(self.path)
-            self._model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
+            self._model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=dtype).to(device).eval()
         except OSError as e:
             raise GenstructError(f"cannot load reward model {self.path!r}: {e}") from None
         if self._tok.pad_token is None:
@@ -272,7 +275,7 @@ class RewardModel:
                           disable=len(pairs) <= self.batch_size):
             batch = pairs[start:start + self.batch_size]
             enc = self._tok([q for q, _ in batch], [a for _, a in batch], padding=True, truncation=True,
-                            max_length=self.max_length, return_tensors="pt")
+                            max_length=self.max_length, return_tensors="pt").to(self._model.device)
             with torch.no_grad():
                 logits = self._model(**enc).logits
             scores.extend(logits[:, 0].float().tolist())
