@@ -98,19 +98,19 @@ def next_commands(checkpoint: Path) -> list[str]:
     """What to run after the demo: your own passages, a real 7B synthesizer, evaluation."""
     return [
         "# 1. your passages (JSONL rows {\"title\": ..., \"text\": ...}) through this checkpoint or a real synthesizer:",
-        f"genstruct-train synthesize --method genstruct --model {checkpoint} --corpus my-passages.jsonl "
-        "--output runs/mine",
-        "genstruct-train synthesize --method genstruct --model NousResearch/Genstruct-7B --backend vllm "
-        "--corpus my-passages.jsonl --output runs/mine-7b   # GPU",
+        (f"genstruct-train synthesize --method genstruct --model {checkpoint} --corpus my-passages.jsonl "
+         "--output runs/mine"),
+        ("genstruct-train synthesize --method genstruct --model NousResearch/Genstruct-7B --backend vllm "
+         "--corpus my-passages.jsonl --output runs/mine-7b   # GPU"),
         "# 2. train a real 7B synthesizer (1x 80 GB GPU; recipes/ lists the others):",
-        "accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 1 recipes/sft.py "
-        "--config recipes/genstruct-mistral-7b/lora.yaml",
+        ("accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 1 recipes/sft.py "
+         "--config recipes/genstruct-mistral-7b/lora.yaml"),
         "# 3. train a model on synthesized data and evaluate it on the camels benchmarks:",
-        "accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 1 recipes/sft.py "
-        "--config recipes/downstream/mistral-7b-lora.yaml --dataset_path runs/mine-7b/synthesized.jsonl "
-        "--output_dir runs/downstream",
-        "python eval/run.py --model runs/downstream/merged --benchmarks gsm8k,mmlu,bbh,tydiqa,codex_humaneval "
-        "--output runs/eval --limit 200",
+        ("accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 1 recipes/sft.py "
+         "--config recipes/downstream/mistral-7b-lora.yaml --dataset_path runs/mine-7b/synthesized.jsonl "
+         "--output_dir runs/downstream"),
+        ("python eval/run.py --model runs/downstream/merged --benchmarks gsm8k,mmlu,bbh,tydiqa,codex_humaneval "
+         "--output runs/eval --limit 200"),
     ]
 
 

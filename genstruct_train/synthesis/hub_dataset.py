@@ -87,8 +87,8 @@ def card(directory: Path, counts: dict[str, int], columns: list[str], report: di
         f"# {name}", "",
         f"Instruction data synthesized with genstruct-train (`genstruct-train synthesize --method {method}`).", "",
         f"- **Model:** `{model}`",
-        f"- **Rows:** {counts['default']} accepted (config `default`), {counts['rejected']} rejected with a "
-        "`reason` (config `rejected`)",
+        (f"- **Rows:** {counts['default']} accepted (config `default`), {counts['rejected']} rejected with a "
+         "`reason` (config `rejected`)"),
         f"- **Rejection reasons:** {report.get('rejected', {})}",
         f"- **Sampling:** `{manifest.get('sampling', {})}`", "",
         "```python",
@@ -133,6 +133,8 @@ def push(directory: str | Path, repo_id: str, *, token: str | None = None, priva
     Hub errors (offline, no token, no access) raise GenstructError naming the repo."""
     from huggingface_hub import HfApi
 
+    from ..train.checkpoint import hub_errors
+
     directory = Path(directory)
     if not (directory / "README.md").is_file() or not list((directory / "data").glob("train-*.parquet")):
         raise GenstructError(f"{directory} has no dataset card and parquet shards: run `export` first")
@@ -141,7 +143,7 @@ def push(directory: str | Path, repo_id: str, *, token: str | None = None, priva
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         info = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(directory),
                                  allow_patterns=PUSHED, commit_message="genstruct-train: synthesized set")
-    except Exception as e:  # offline mode, network, auth: one clear line
+    except hub_errors() as e:  # offline mode, network, auth: one clear line
         detail = str(e).splitlines()[0] if str(e) else "no detail"
         raise GenstructError(f"push to hub dataset repo {repo_id!r} failed ({type(e).__name__}: {detail}); the set "
                              f"is intact in {directory}: push it later with `hf upload {repo_id} {directory} "

@@ -287,6 +287,15 @@ def hub_files(folder: str | Path) -> list[str]:
                   if p.is_file() and p.name not in HUB_EXCLUDE and any(fnmatch(p.name, pat) for pat in HUB_PATTERNS))
 
 
+def hub_errors() -> tuple:
+    """What a hub call raises offline, without a token or access, or on a network failure (OSError covers
+    offline mode, missing token and HTTP status errors; the HTTP library's own errors are HfHubHTTPError's
+    other base)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (OSError, ValueError, *HfHubHTTPError.__bases__)
+
+
 def push_final(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool | None = None,
                message: str = "genstruct-train: final checkpoint") -> str:
     """Upload the final checkpoint's `hub_files(folder)` to the hub model repo `repo_id` (created if needed);
@@ -301,7 +310,7 @@ def push_final(folder: str | Path, repo_id: str, *, token: str | None = None, pr
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         info = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
                                  allow_patterns=files, commit_message=message)
-    except Exception as e:  # offline mode, network, auth: one clear line
+    except hub_errors() as e:  # offline mode, network, auth: one clear line
         raise GenstructError(f"push to hub model repo {repo_id!r} failed ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else 'no detail'}); the checkpoint is intact in "
                              f"{folder}: push it later with `hf upload {repo_id} {folder}`") from None
