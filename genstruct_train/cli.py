@@ -6,6 +6,7 @@ Each verb lives in its stage's module, which provides `add_arguments(parser)` an
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
@@ -17,6 +18,7 @@ COMMANDS = [
     (("data", "rationalize"), "genstruct_train.synthesis.rationalize",
      "rewrite short answers as step-by-step responses with a teacher model"),
     (("merge",), "genstruct_train.train.merge", "merge a LoRA adapter into its base model"),
+    (("weight-diff",), "genstruct_train.train.weight_diff", "make or recover a weight diff (tuned - base)"),
     (("synthesize",), "genstruct_train.synthesis.run", "synthesize instruction data from a model"),
     (("report",), "genstruct_train.synthesis.report", "quality report of synthesized data sets"),
     (("eval",), "genstruct_train.evaluation.runner",
@@ -42,8 +44,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _deepest_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The (sub)parser that argv's verb words select, e.g. `synthesize`'s for `synthesize --sorce x`."""
+    for word in argv:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs and word in subs[0].choices:
+            parser = subs[0].choices[word]
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, but an unknown option (checked first) is reported by its verb's parser, with its usage and
+    a did-you-mean."""
+    sub = _deepest_parser(parser, argv)
+    known = [o for a in sub._actions for o in a.option_strings]
+    for word in argv[:argv.index("--")] if "--" in argv else argv:
+        name = word.split("=", 1)[0]
+        if word.startswith("--") and not any(o.startswith(name) for o in known):  # argparse accepts prefixes
+            close = difflib.get_close_matches(name, known, n=1)
+            sub.error(f"unrecognized argument {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parse(build_parser(), argv)
     try:
         return int(args.run(args) or 0)
     except GenstructError as e:

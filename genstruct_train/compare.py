@@ -148,8 +148,27 @@ def _resolve(options: dict, refs: dict[str, tuple[str, str]]) -> tuple[dict, lis
     return resolved, [refs[v[1:]][1] for v in options.values() if is_ref(v)]
 
 
+def check_requirements(exp: Experiment) -> None:
+    """Every stage's requirements, before the first stage runs: recipes and accelerate configs exist, the
+    embedding model of Ada-Instruct's similarity filter loads, vLLM is installed for backend vllm."""
+    import importlib.util
+
+    from .synthesis.similarity import check_embedder
+
+    specs = [exp.synthesizer.train, exp.downstream, *(m.generator.train for m in exp.methods if m.generator)]
+    for path in [p for s in specs if s for p in (s.recipe, s.accelerate_config) if p]:
+        if not _recipe_path(path).is_file():
+            raise GenstructError(f"{path} not found (a recipe or accelerate config of the experiment)")
+    for m in exp.methods:
+        if m.name == "ada-instruct":
+            check_embedder(m.args.get("ada-instruct-embedding-model"))
+    if exp.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise GenstructError("backend: vllm needs vLLM (pip install 'genstruct-train[vllm]')")
+
+
 def run_experiment(config_path: str | Path, output_dir: str | Path) -> dict:
     exp = load_experiment(config_path)
+    check_requirements(exp)  # a missing extra fails now, not after hours of earlier stages
     out = Path(output_dir)
     stages = StageRunner(out)
     env = {**os.environ, "PYTHONHASHSEED": str(exp.seed)}

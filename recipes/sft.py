@@ -19,7 +19,7 @@ from trl import SFTTrainer, get_peft_config, get_quantization_config
 from genstruct_train.errors import GenstructError
 from genstruct_train.formats import get_format
 from genstruct_train.tokenization import load_tokenizer
-from genstruct_train.train.checkpoint import merge_adapter, save_checkpoint
+from genstruct_train.train.checkpoint import loss_plot_callback, merge_adapter, save_checkpoint
 from genstruct_train.train.config import parse_recipe
 from genstruct_train.train.data import load_train_data
 from genstruct_train.train.model import build_base_model, model_init_kwargs
@@ -69,6 +69,7 @@ def main(argv: list[str]) -> None:
         processing_class=tokenizer,
         quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
+        callbacks=[loss_plot_callback()],  # loss.png in every checkpoint
     )
 
     # Train

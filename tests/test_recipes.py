@@ -23,7 +23,7 @@ def test_the_expected_recipes_ship():
     names = {str(p.relative_to(REPO / "recipes")) for p in RECIPES}
     assert {*SYNTHESIZER_7B, "tiny/sft.yaml", "downstream/tiny.yaml"} <= names
     assert {p.stem for p in ACCELERATE.glob("*.yaml")} == {
-        "ddp", "zero2", "zero3", "zero3_offload", "cpu_zero2", "cpu_zero3"}
+        "ddp", "zero2", "zero3", "zero3_offload", "cpu_zero2", "cpu_zero3", "multinode", "multinode_fsdp"}
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes")))

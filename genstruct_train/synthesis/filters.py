@@ -252,9 +252,12 @@ class RewardModel:
     def _load(self):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from .similarity import inference_device
+
+        device, dtype = inference_device()  # GPU bf16 when present
         try:
             self._tok = AutoTokenizer.from_pretrained(self.path)
-            self._model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
+            self._model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=dtype).to(device).eval()
         except OSError as e:
             raise GenstructError(f"cannot load reward model {self.path!r}: {e}") from None
         if self._tok.pad_token is None:
@@ -272,7 +275,7 @@ class RewardModel:
                           disable=len(pairs) <= self.batch_size):
             batch = pairs[start:start + self.batch_size]
             enc = self._tok([q for q, _ in batch], [a for _, a in batch], padding=True, truncation=True,
-                            max_length=self.max_length, return_tensors="pt")
+                            max_length=self.max_length, return_tensors="pt").to(self._model.device)
             with torch.no_grad():
                 logits = self._model(**enc).logits
             scores.extend(logits[:, 0].float().tolist())
@@ -491,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m genstruct_train.synthesis.filters",
-                                     description="filter a synthesized set (see the module docstring for SPEC)")
+                                     description="filter a synthesized set", epilog=__doc__[__doc__.index("Spec:"):],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="directory with synthesized.jsonl (+ rejected.jsonl)")
     parser.add_argument("--filters", required=True, help="e.g. format,length,exact-dedup,grounding:threshold=0.5")
     parser.add_argument("--output", required=True)

@@ -3,8 +3,9 @@
     genstruct-train report runs/synth-genstruct
     genstruct-train report runs/gs runs/si runs/ada --names genstruct,self-instruct,ada-instruct --output runs/cmp
 
-Writes DIR/quality.json and DIR/quality.png for each set and, with several sets and --output, one
-side-by-side OUT/quality.json, OUT/quality.md (the table it prints) and OUT/quality.png. Figures:
+Writes DIR/quality.json and DIR/quality.png for each set or, with --output, only one side-by-side
+OUT/quality.json, OUT/quality.md (the table it prints) and OUT/quality.png (the input directories are left
+alone). Figures:
   valid_pair_rate     rows / (rows + rejected rows)
   rejection_reasons   rejected rows per `reason`
   grounding_rate      share of rows with a passage whose response's content words are >= --grounding-threshold
@@ -173,8 +174,9 @@ def run(args) -> int:
     for name, d in zip(names, args.dirs):
         rows, rejected = load_set(d)
         q = quality(rows, rejected, args.grounding_threshold, args.max_rouge_rows)
-        write_json(Path(d) / "quality.json", {"name": name, **_public(q)})
-        plot({name: q}, Path(d) / "quality.png")
+        if not args.output:  # with --output, the inputs are left alone
+            write_json(Path(d) / "quality.json", {"name": name, **_public(q)})
+            plot({name: q}, Path(d) / "quality.png")
         results[name] = q
     text = table(results)
     if args.output and len(results) > 0:
@@ -184,6 +186,6 @@ def run(args) -> int:
         (out / "quality.md").write_text(text + "\n", encoding="utf-8")
         plot(results, out / "quality.png")
     print(text)
-    print("wrote " + ", ".join(f"{d}/quality.json" for d in args.dirs)
-          + (f" and {args.output}/quality.{{json,md,png}}" if args.output else ""), file=sys.stderr)
+    print(f"wrote {args.output}/quality.{{json,md,png}}" if args.output else
+          "wrote " + ", ".join(f"{d}/quality.json" for d in args.dirs), file=sys.stderr)
     return 0

@@ -41,6 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import GenstructError
+from . import hub_dataset
 
 METHODS = {
     "genstruct": "genstruct_train.synthesis.genstruct",
@@ -80,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--overlong", choices=["truncate", "skip"], default="truncate",
                    help="passages whose prompt + max new tokens exceed the model's context")
     j.add_argument("--limit", type=int, help="use only the first N corpus rows")
+    hub_dataset.add_arguments(parser.add_argument_group("hub dataset (DIR/data/*.parquet + DIR/README.md card)"))
     for name, module_name in METHODS.items():
         module = importlib.import_module(module_name)
         if hasattr(module, "add_arguments"):
@@ -242,7 +244,7 @@ def run(args) -> int:
 
     module = load_method(args.method)
     if hasattr(module, "run"):  # non-corpus method: its own loop
-        return int(module.run(args, from_args(args)) or 0)
+        return hub_dataset.finish(args, args.output, int(module.run(args, from_args(args)) or 0))
 
     shard = parse_shard(args.shard)
     corpus_path = args.corpus
@@ -258,15 +260,26 @@ def run(args) -> int:
     manifest = job_manifest(args, sampling, corpus_sha256=file_sha256(corpus_path), limit=args.limit,
                             shard=f"{shard[0]}/{shard[1]}", overlong=args.overlong)
     open_job(args.output, manifest, write=False)  # refuse a mismatch before loading the model
+    if _already_complete(Path(args.output)):
+        print(f"synthesize: {args.output} is already complete (same job, every passage done): nothing to do")
+        return hub_dataset.finish(args, args.output)
     generator = from_args(args)
     out = open_job(args.output, manifest)
     if generator.tokenizer is None:
         raise GenstructError(f"method {args.method!r} renders prompts with the model's tokenizer: "
                              "give --tokenizer with the openai backend")
     try:
-        return _run_corpus(args, module, generator, corpus, sampling, out, shard, str(corpus_path))
+        return hub_dataset.finish(args, out, _run_corpus(args, module, generator, corpus, sampling, out, shard,
+                                                         str(corpus_path)))
     finally:
         generator.close()
+
+
+def _already_complete(out: Path) -> bool:
+    from ..io import read_json
+
+    return (out / "manifest.json").is_file() and (out / "report.json").is_file() and \
+        read_json(out / "report.json").get("complete") is True
 
 
 def _run_corpus(args, module, generator, corpus, sampling, out, shard, corpus_path) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import shutil
 from pathlib import Path
 
 from ..errors import GenstructError
@@ -103,18 +105,79 @@ def finish_generation_config(model, tokenizer) -> None:
     gc.pad_token_id = tokenizer.pad_token_id
 
 
+PIPELINE_TAG = "text-generation"
+GENERIC_DIR_NAMES = {"model", "output", "outputs", "checkpoint", "merged", "out", "final"}
+# What a checkpoint directory holds besides the model, and whether it goes to the hub (README "The checkpoint").
+EXTRA_FILES = {
+    "base-model/": "the randomly initialised base model built from the recipe's `base_model_config` "
+                   "(tiny recipe only; a LoRA adapter of it needs it) - not pushed",
+    "data/": "the training data built from `dataset_mixture` - not pushed",
+    "checkpoint-N/": "the Trainer's resumable intermediate checkpoints (`save_total_limit` keeps the last N) "
+                     "- not pushed",
+    LOGITS_CHECK: "the trained model's logits on a fixed batch, to check that a reload gives the same model "
+                  "- not pushed",
+    TRAIN_REPORT: "final metrics, data counts and the log history",
+    "loss.png": "train/eval loss and learning rate by step (also in every checkpoint-N/)",
+}
+
+
+def is_hub_id(name: str | None) -> bool:
+    """A hub repo id (`org/name` or `name`), not a local path or a description."""
+    return bool(name) and not Path(name).exists() and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
+
+
+def card_model_name(output_dir: str | Path, base_model: str, fmt: str, hub_model_id: str | None = None) -> str:
+    """The card's heading: the hub repo's name, else the output directory's unless it is generic
+    (`model`, `output`...), else `<base>-<format>-sft`."""
+    if hub_model_id:
+        return hub_model_id.rsplit("/", 1)[-1]
+    name = Path(output_dir).resolve().name
+    if name.lower() not in GENERIC_DIR_NAMES and not name.startswith("checkpoint-"):
+        return name
+    base = base_model.rstrip("/").rsplit("/", 1)[-1] if is_hub_id(base_model) or Path(base_model).exists() \
+        else "tiny-mistral-random-init"
+    return f"{base}-{fmt}-sft"
+
+
+def hub_datasets(data_source: str) -> list[str]:
+    """Hub dataset ids behind the training data: the `hub:` sources of a mixture (`mixture PATH`)."""
+    import yaml
+
+    if not data_source.startswith("mixture "):
+        return []
+    path = Path(data_source.split(" ", 1)[1])
+    spec = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return [s["hub"] for s in (spec or {}).get("sources", []) if isinstance(s, dict) and s.get("hub")]
+
+
+def card_metadata(*, base_model: str, fmt: str, adapter: bool, datasets: list[str] = ()) -> dict:
+    """The card's YAML header (hub model-card fields); `base_model` only when it is a hub id."""
+    meta = {}
+    if is_hub_id(base_model):
+        meta["base_model"] = base_model
+    meta["library_name"] = "peft" if adapter else "transformers"
+    meta["pipeline_tag"] = PIPELINE_TAG
+    meta["tags"] = ["genstruct-train", fmt, "sft", "trl"] + (["lora"] if adapter else [])
+    if datasets:
+        meta["datasets"] = list(datasets)
+    return meta
+
+
 def write_card(output_dir: str | Path, *, base_model: str, data: str, recipe: str | None, recipe_text: str,
-               fmt: str, metrics: dict, counts: dict, adapter: bool) -> None:
-    """README.md model card: base model, data, recipe, final metrics, and how to use the checkpoint."""
+               fmt: str, metrics: dict, counts: dict, adapter: bool, hub_model_id: str | None = None) -> None:
+    """README.md model card: hub metadata, base model, data, recipe, final metrics, files, usage."""
+    import yaml
+
     kind = "LoRA adapter" if adapter else "full model"
+    meta = card_metadata(base_model=base_model, fmt=fmt, adapter=adapter, datasets=hub_datasets(data))
+    files = [f"- `{name}`: {what}" for name, what in EXTRA_FILES.items()
+             if (Path(output_dir) / name.rstrip("/")).exists() or name in ("checkpoint-N/", TRAIN_REPORT, "loss.png")]
     lines = [
         "---",
-        f"base_model: {base_model}",
-        "library_name: " + ("peft" if adapter else "transformers"),
-        f"tags: [genstruct-train, {fmt}, sft]",
+        yaml.safe_dump(meta, sort_keys=False).rstrip(),
         "---",
         "",
-        f"# {Path(output_dir).resolve().name}",
+        f"# {card_model_name(output_dir, base_model, fmt, hub_model_id)}",
         "",
         f"A {fmt}-format instruction synthesizer ({kind}) trained with genstruct-train's `recipes/sft.py`.",
         "",
@@ -128,6 +191,8 @@ def write_card(output_dir: str | Path, *, base_model: str, data: str, recipe: st
         "| metric | value |",
         "| --- | --- |",
         *[f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()],
+        "",
+        "![loss](loss.png)",
         "",
         "## Data counts",
         "",
@@ -147,6 +212,10 @@ def write_card(output_dir: str | Path, *, base_model: str, data: str, recipe: st
         "text = tokenizer.decode(out[0]).split(tokenizer.eos_token)[0]",
         "```",
         "",
+        "## Files besides the model",
+        "",
+        *files,
+        "",
         "## Recipe",
         "",
         "```yaml",
@@ -155,6 +224,97 @@ def write_card(output_dir: str | Path, *, base_model: str, data: str, recipe: st
         "",
     ]
     Path(output_dir, "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def plot_loss(log_history: list[dict], path: str | Path) -> bool:
+    """loss.png: training loss and eval loss (left axis) and learning rate (right axis) by step.
+    Returns False (and writes nothing) when the history has no loss yet."""
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
+    lr = [(h["step"], h["learning_rate"]) for h in log_history if "learning_rate" in h]
+    if not train and not evals:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for points, label, style in ((train, "train loss", "-o"), (evals, "eval loss", "-s")):
+        if points:
+            ax.plot(*zip(*points), style, label=label, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    handles, labels = ax.get_legend_handles_labels()
+    if lr:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*lr), "--", color="gray", label="learning rate")
+        ax2.set_ylabel("learning rate")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=100)
+    plt.close(fig)
+    return True
+
+
+def loss_plot_callback():
+    """A TrainerCallback that writes loss.png into every checkpoint-N/ the Trainer saves (main process)."""
+    from transformers import TrainerCallback
+
+    class LossPlotCallback(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and ckpt.is_dir():
+                plot_loss(state.log_history, ckpt / "loss.png")
+
+    return LossPlotCallback()
+
+
+# What goes to the hub from a final checkpoint: the model (weights or adapter), tokenizer and chat template,
+# generation config, card, loss curve and train report; never intermediate checkpoints or training inputs.
+HUB_PATTERNS = ["*.safetensors", "*.json", "*.jinja", "*.model", "*.txt", "README.md", "loss.png"]
+HUB_EXCLUDE = {LOGITS_CHECK}
+
+
+def hub_files(folder: str | Path) -> list[str]:
+    """The files of a final checkpoint `folder` that `push_final` uploads (top level only), sorted."""
+    from fnmatch import fnmatch
+
+    folder = Path(folder)
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_file() and p.name not in HUB_EXCLUDE and any(fnmatch(p.name, pat) for pat in HUB_PATTERNS))
+
+
+def hub_errors() -> tuple:
+    """What a hub call raises offline, without a token or access, or on a network failure (OSError covers
+    offline mode, missing token and HTTP status errors; the HTTP library's own errors are HfHubHTTPError's
+    other base)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (OSError, ValueError, *HfHubHTTPError.__bases__)
+
+
+def push_final(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool | None = None,
+               message: str = "genstruct-train: final checkpoint") -> str:
+    """Upload the final checkpoint's `hub_files(folder)` to the hub model repo `repo_id` (created if needed);
+    returns the commit URL. Hub errors (offline, no token, no access) raise GenstructError naming repo."""
+    from huggingface_hub import HfApi
+
+    files = hub_files(folder)
+    if "README.md" not in files or not any(f.endswith(".safetensors") for f in files):
+        raise GenstructError(f"{folder} is not a final checkpoint (no README.md card or no weights): nothing pushed")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                                 allow_patterns=files, commit_message=message)
+    except hub_errors() as e:  # offline mode, network, auth: one clear line
+        raise GenstructError(f"push to hub model repo {repo_id!r} failed ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else 'no detail'}); the checkpoint is intact in "
+                             f"{folder}: push it later with `hf upload {repo_id} {folder}`") from None
+    return str(getattr(info, "commit_url", info))
 
 
 def save_checkpoint(trainer, tokenizer, *, fmt: str, base_model: str, data, metrics: dict, recipe: str | None,
@@ -176,9 +336,14 @@ def save_checkpoint(trainer, tokenizer, *, fmt: str, base_model: str, data, metr
     if is_main:
         tokenizer.save_pretrained(str(output_dir))
         model.generation_config.save_pretrained(str(output_dir))
+        hub_model_id = trainer.args.hub_model_id if trainer.args.push_to_hub else None
         write_card(output_dir, base_model=base_model, data=data.source, recipe=recipe, recipe_text=recipe_text,
-                   fmt=fmt, metrics=metrics, counts=data.counts, adapter=adapter)
+                   fmt=fmt, metrics=metrics, counts=data.counts, adapter=adapter, hub_model_id=hub_model_id)
         (output_dir / TRAIN_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        plot_loss(trainer.state.log_history, output_dir / "loss.png")
+        if trainer.args.push_to_hub:  # TRL pushes intermediate checkpoints only: push the final one
+            report["pushed"] = push_final(output_dir, hub_model_id or output_dir.name, token=trainer.args.hub_token,
+                                          private=trainer.args.hub_private_repo)
     trainer.accelerator.wait_for_everyone()
     return report
 
@@ -207,4 +372,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
         text = card.read_text(encoding="utf-8").replace("library_name: peft", "library_name: transformers")
         text = text.replace("(LoRA adapter)", f"(full model, LoRA adapter `{adapter_dir}` merged into `{base_model}`)")
         (output_dir / "README.md").write_text(text, encoding="utf-8")
+    for name in ("loss.png", TRAIN_REPORT):
+        if (adapter_dir / name).is_file():
+            shutil.copyfile(adapter_dir / name, output_dir / name)
     return output_dir

@@ -10,6 +10,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output", required=True, help="directory for the merged model")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="dtype to load the base model in (default: the base checkpoint's)")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="then upload the merged model to this hub model "
+                        "repo (needs network and a token: `hf auth login` or HF_TOKEN)")
 
 
 def run(args) -> int:
@@ -17,4 +19,8 @@ def run(args) -> int:
 
     out = merge_adapter(args.adapter, args.output, dtype=args.dtype)
     print(f"merged {args.adapter} -> {out}")
+    if args.push_to_hub:
+        from .checkpoint import push_final
+
+        print(f"pushed {out} -> {push_final(out, args.push_to_hub)}")
     return 0
