@@ -14,7 +14,7 @@ from pathlib import Path
 
 import transformers
 from transformers.trainer_utils import get_last_checkpoint
-from trl import SFTTrainer, get_peft_config, get_quantization_config
+from trl import get_peft_config, get_quantization_config
 
 from genstruct_train.errors import GenstructError
 from genstruct_train.formats import get_format
@@ -23,6 +23,7 @@ from genstruct_train.train.checkpoint import merge_adapter, save_checkpoint
 from genstruct_train.train.config import parse_recipe
 from genstruct_train.train.data import load_train_data
 from genstruct_train.train.model import build_base_model, model_init_kwargs
+from genstruct_train.train.trainer import GenstructSFTTrainer
 
 logger = logging.getLogger("genstruct_train.sft")
 
@@ -61,7 +62,7 @@ def main(argv: list[str]) -> None:
 
     # Model (full, LoRA, or QLoRA), loaded by the trainer
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
-    trainer = SFTTrainer(
+    trainer = GenstructSFTTrainer(  # TRL's SFTTrainer; on CPU a compact loss and row packing
         model=model_args.model_name_or_path,
         args=training_args,
         train_dataset=data.train,
