@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from .errors import GenstructError
+from .threads import configure_threads
 
 # (verb words, module, help)
 COMMANDS = [
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_threads()  # one thread per busy core (genstruct_train/threads.py)
     try:
         return int(args.run(args) or 0)
     except GenstructError as e:

@@ -18,6 +18,7 @@ from trl import get_peft_config, get_quantization_config
 
 from genstruct_train.errors import GenstructError
 from genstruct_train.formats import get_format
+from genstruct_train.threads import configure_threads
 from genstruct_train.tokenization import load_tokenizer
 from genstruct_train.train.checkpoint import merge_adapter, save_checkpoint
 from genstruct_train.train.config import parse_recipe
@@ -31,6 +32,7 @@ logger = logging.getLogger("genstruct_train.sft")
 def main(argv: list[str]) -> None:
     # Recipe, validated before anything heavy is loaded
     args, training_args, model_args = parse_recipe(argv)
+    threads = configure_threads() if training_args.device.type == "cpu" else None
     transformers.set_seed(training_args.seed)
 
     # Logging
@@ -38,7 +40,7 @@ def main(argv: list[str]) -> None:
                         handlers=[logging.StreamHandler(sys.stdout)])
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    logger.info(f"genstruct args {args}\nmodel args {model_args}")
+    logger.info(f"genstruct args {args}\nmodel args {model_args}\ntorch threads {threads or 'default (GPU)'}")
 
     # Last checkpoint: resume automatically
     output_dir = Path(training_args.output_dir)
