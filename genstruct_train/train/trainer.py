@@ -72,6 +72,11 @@ class GenstructSFTTrainer(SFTTrainer):
                                                     pad_to_multiple_of=self.args.pad_to_multiple_of)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        if mode == "train":  # tokens in the loss, in total (what the LM head must score; benches count FLOPs by it)
+            counted = self.accelerator.gather_for_metrics((inputs["labels"][:, 1:] != -100).sum()).sum().item()
+            self._total_loss_tokens = getattr(self, "_total_loss_tokens", 0) + counted
+            self._metrics[mode]["num_loss_tokens"] = [self._total_loss_tokens]
         real = inputs.pop("num_real_tokens", None)
         if real is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
