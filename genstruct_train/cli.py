@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .errors import GenstructError
+from .threads import configure_threads
 
 # (verb words, module, help)
 COMMANDS = [
@@ -72,6 +73,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parse(build_parser(), argv)
+    configure_threads()  # one thread per busy core (genstruct_train/threads.py)
     try:
         return int(args.run(args) or 0)
     except GenstructError as e:

@@ -14,15 +14,17 @@ from pathlib import Path
 
 import transformers
 from transformers.trainer_utils import get_last_checkpoint
-from trl import SFTTrainer, get_peft_config, get_quantization_config
+from trl import get_peft_config, get_quantization_config
 
 from genstruct_train.errors import GenstructError
 from genstruct_train.formats import get_format
+from genstruct_train.threads import configure_threads
 from genstruct_train.tokenization import load_tokenizer
 from genstruct_train.train.checkpoint import loss_plot_callback, merge_adapter, save_checkpoint
 from genstruct_train.train.config import parse_recipe
 from genstruct_train.train.data import load_train_data
 from genstruct_train.train.model import build_base_model, model_init_kwargs
+from genstruct_train.train.trainer import GenstructSFTTrainer
 
 logger = logging.getLogger("genstruct_train.sft")
 
@@ -30,6 +32,7 @@ logger = logging.getLogger("genstruct_train.sft")
 def main(argv: list[str]) -> None:
     # Recipe, validated before anything heavy is loaded
     args, training_args, model_args = parse_recipe(argv)
+    threads = configure_threads() if training_args.device.type == "cpu" else None
     transformers.set_seed(training_args.seed)
 
     # Logging
@@ -37,7 +40,7 @@ def main(argv: list[str]) -> None:
                         handlers=[logging.StreamHandler(sys.stdout)])
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    logger.info(f"genstruct args {args}\nmodel args {model_args}")
+    logger.info(f"genstruct args {args}\nmodel args {model_args}\ntorch threads {threads or 'default (GPU)'}")
 
     # Last checkpoint: resume automatically
     output_dir = Path(training_args.output_dir)
@@ -61,7 +64,7 @@ def main(argv: list[str]) -> None:
 
     # Model (full, LoRA, or QLoRA), loaded by the trainer
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
-    trainer = SFTTrainer(
+    trainer = GenstructSFTTrainer(  # TRL's SFTTrainer; on CPU a compact loss and row packing
         model=model_args.model_name_or_path,
         args=training_args,
         train_dataset=data.train,

@@ -64,3 +64,48 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, mistral_tok
         # without the position ids, the later examples would see the earlier ones
         leaky = model(input_ids=batch["input_ids"], use_cache=False).logits[0]
         assert (leaky[len(examples[0]["input_ids"]):] - packed[len(examples[0]["input_ids"]):]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("value, got", [(None, "null"), (3, "int"), (["a"], "list")])
+def test_null_or_non_string_field_is_named(tmp_path, mistral_tokenizer, value, got):
+    path = _jsonl(tmp_path, [ROWS[0], {**ROWS[0], "user": value}])
+    with pytest.raises(DataError, match=rf"^{path}:2: field 'user': must be a string, got {got}$"):
+        tokenize_file(path, mistral_tokenizer, get_format("genstruct"), max_length=None)
+
+
+def test_plain_text_rows_train_on_every_token_and_long_texts_are_split(tmp_path, mistral_tokenizer):
+    tok = mistral_tokenizer
+    rows = [{"id": "a", "source": "wiki", "text": "Cells divide by mitosis."},
+            {"id": "b", "source": "wiki", "text": "Rain falls from clouds. " * 30}]
+    ds, counts = tokenize_file(_jsonl(tmp_path, rows), tok, get_format("genstruct"), max_length=64)
+    ids_a = [tok.bos_token_id, *tok("Cells divide by mitosis.", add_special_tokens=False)["input_ids"], tok.eos_token_id]
+    ids_b = [tok.bos_token_id, *tok(rows[1]["text"], add_special_tokens=False)["input_ids"], tok.eos_token_id]
+    assert ds[0]["input_ids"] == ids_a and ds[0]["completion_mask"] == [1] * len(ids_a)
+    pieces = [ds[i]["input_ids"] for i in range(1, len(ds))]
+    assert [len(p) for p in pieces[:-1]] == [64] * (len(pieces) - 1) and sum(pieces, []) == ids_b
+    assert counts == {"rows": 2, "used": 1 + len(pieces), "skipped": {}, "tokens": len(ids_a) + len(ids_b),
+                      "plain_text": True}
+    with pytest.raises(DataError, match=r"train.jsonl:2: field 'text': must be a string, got null"):
+        tokenize_file(_jsonl(tmp_path, [rows[0], {"id": "c", "text": None}]), tok, get_format("genstruct"), None)
+
+
+def test_mixture_data_is_rebuilt_when_the_mixture_changes(tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from train_utils import REPO
+
+    from genstruct_train.train.data import data_files
+
+    shutil.copytree(REPO / "data" / "demo", tmp_path / "demo")
+    mixture = tmp_path / "mix.yaml"
+    spec = (REPO / "data" / "demo.yaml").read_text()
+    mixture.write_text(spec)
+    args = SimpleNamespace(dataset_mixture=str(mixture), format="genstruct")
+    train, _, _ = data_files(args, tmp_path / "out")
+    first = train.read_text()
+    train.write_text(first + "\n")  # marks this build: a reuse keeps it
+    assert data_files(args, tmp_path / "out")[0].read_text() == first + "\n"
+    mixture.write_text(spec.replace("size: 4", "size: 8"))  # a different mixture: rebuilt
+    assert data_files(args, tmp_path / "out")[0].read_text() != first + "\n"
+    assert len(train.read_text().splitlines()) == len(first.splitlines()) - 4

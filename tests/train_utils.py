@@ -29,7 +29,7 @@ def run_sft(args: list[str], accelerate_config: str | None = None, timeout: int 
                str(REPO / "recipes" / "accelerate" / f"{accelerate_config}.yaml"), str(REPO / "recipes" / "sft.py")]
     else:
         cmd = [sys.executable, str(REPO / "recipes" / "sft.py")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1" if accelerate_config else os.environ.get("OMP_NUM_THREADS", "2")}
+    env = dict(os.environ)  # threads: genstruct_train/threads.py decides (one per idle core, per process)
     proc = subprocess.run(cmd + args, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False)
     assert proc.returncode == 0, f"sft.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc

@@ -30,13 +30,16 @@ class HFGenerator(Generator):
         from transformers import AutoModelForCausalLM
 
         from ..tokenization import load_tokenizer
+        from ..train.model import weights_kwargs
 
         model, adapter = resolve_model(model, adapter)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
+            lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, **weights_kwargs())
         except OSError as e:
-            raise GenstructError(f"cannot load model {model!r}: {e}") from None
+            hint = (" (only safetensors weights are loaded; set GENSTRUCT_ALLOW_PICKLE_WEIGHTS=1 to allow pickled "
+                    ".bin weights from a source you trust)") if "safetensors" in str(e) else ""
+            raise GenstructError(f"cannot load model {model!r}: {e}{hint}") from None
         if adapter is not None:
             from peft import PeftModel
 

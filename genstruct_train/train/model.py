@@ -17,9 +17,19 @@ def build_base_model(args, training_args) -> str:
     return str(out)
 
 
+def weights_kwargs() -> dict:
+    """Load weights from safetensors only: a pickled .bin checkpoint can run code when loaded. Opt in to
+    pickled weights with GENSTRUCT_ALLOW_PICKLE_WEIGHTS=1 (or `use_safetensors: false` in a recipe's
+    model_init_kwargs)."""
+    import os
+
+    return {} if os.environ.get("GENSTRUCT_ALLOW_PICKLE_WEIGHTS") == "1" else {"use_safetensors": True}
+
+
 def model_init_kwargs(model_args, training_args) -> dict:
     """from_pretrained kwargs (as TRL's own sft script builds them), recipe's model_init_kwargs winning."""
     kwargs = {
+        **weights_kwargs(),
         "revision": model_args.model_revision,
         "trust_remote_code": training_args.trust_remote_code,
         "attn_implementation": model_args.attn_implementation,
