@@ -24,8 +24,17 @@ Steps, in order; each drop is a counted skip reason:
   3. duplicate: an exact copy (title, content, user, assistant) of an earlier example (dedupe: true);
   4. over_max_tokens: prompt + completion + EOS tokens (the format's tokenization) > max_tokens;
   5. source_weight / source_cap: seeded sampling down to weight * n, then to max_samples;
+  3b. duplicate_id: a second example with an id already written (ids stay unique);
   6. validation: whole passages (all questions on one content) drawn with the seed until the
-     requested fraction or size of examples is reached, so validation passages are unseen in training.
+     requested fraction or size of examples is reached, so validation passages are unseen in training;
+  7. format synthesizer only: every pair of a passage goes into one row (`group_pairs`), as in the
+     instruction synthesizer's own training collection; a passage over max_tokens is cut into several
+     rows between pairs. Such a row holds all its pairs in `pairs` ([[question, answer], ...]), its
+     first pair in user/assistant, and its completion renders all pairs. read/written/skipped still
+     count questions (pairs); report["sequences"] counts the rows: {train, validation, passages, pairs,
+     pairs_per_sequence: {max, mean}, passages_split}.
+A missing or null id becomes the row's place in its file; rebuilding into a directory removes its old
+train/validation files first; a build where every row is skipped writes report.json and is an error.
 """
 
 from __future__ import annotations
@@ -86,6 +95,7 @@ def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
     # 1-3: read, check, dedupe
     examples: list[dict] = []
     seen: set[tuple] = set()
+    seen_ids: set[str] = set()
     for spec in mixture.sources:
         for item in read_source(spec.type, spec.path, spec.hub, spec.subset, spec.split):
             read[spec.name] += 1
@@ -102,12 +112,16 @@ def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
             if mixture.dedupe and key in seen:
                 skip(spec.name, "duplicate", where)
                 continue
+            if row_id in seen_ids:  # ids must stay unique: the second one is not written
+                skip(spec.name, "duplicate_id", where)
+                continue
             seen.add(key)
+            seen_ids.add(row_id)
             examples.append({"id": row_id, "source": spec.name, "title": item["title"],
                              "content": item["content"], "user": item["user"], "assistant": item["assistant"]})
 
     # 4: token limit
-    token_stats = None
+    token_stats, length_of = None, {}
     if mixture.max_tokens is not None and examples:
         lengths = _token_lengths(mixture.tokenizer, fmt, examples)
         kept = []
@@ -116,6 +130,7 @@ def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
                 skip(ex["source"], "over_max_tokens", f"id={ex['id']} ({n} tokens)")
             else:
                 kept.append(ex)
+                length_of[ex["id"]] = n
         token_stats = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
                        "total": sum(lengths)}
         examples = kept
@@ -137,14 +152,26 @@ def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
                 rows = [ex for i, ex in enumerate(rows) if i in keep]
         examples.extend(rows)
 
-    # 6: validation split by passage
-    train, validation = _split(examples, mixture, rng)
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(output_dir / "train.jsonl", (_row(fmt, ex) for ex in train))
-    if mixture.validation is not None:
-        write_jsonl(output_dir / "validation.jsonl", (_row(fmt, ex) for ex in validation))
+    for name in ("train.jsonl", "validation.jsonl"):  # never leave a stale file of an earlier build
+        (output_dir / name).unlink(missing_ok=True)
+
+    # 6: validation split by passage
+    train, validation = _split(examples, mixture, rng) if examples else ([], [])
+
+    # 7: synthesizer format: all pairs of a passage in one sequence (several when over max_tokens)
+    sequences = None
+    rows_train, rows_val = train, validation
+    if fmt.name == "synthesizer":
+        rows_train = group_pairs(train, mixture, fmt, length_of)
+        rows_val = group_pairs(validation, mixture, fmt, length_of)
+        sequences = _sequence_stats(rows_train, rows_val)
+
+    if examples:
+        write_jsonl(output_dir / "train.jsonl", (_row(fmt, ex) for ex in rows_train))
+        if mixture.validation is not None:
+            write_jsonl(output_dir / "validation.jsonl", (_row(fmt, ex) for ex in rows_val))
 
     n_train, n_val = Counter(ex["source"] for ex in train), Counter(ex["source"] for ex in validation)
     sources = {
@@ -158,11 +185,14 @@ def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
         "read": sum(read.values()), "written": len(train) + len(validation), "train": len(train),
         "validation": len(validation), "skipped": dict(total_skipped), "sources": sources,
         "skip_examples": dict(where_of), "format": fmt.name, "tokenizer": mixture.tokenizer,
-        "max_tokens": mixture.max_tokens, "tokens": token_stats, "config": config_path,
+        "max_tokens": mixture.max_tokens, "tokens": token_stats, "sequences": sequences, "config": config_path,
         "mixture": mixture.model_dump(), "seconds": round(time.time() - started, 2),
     }
     assert report["read"] == report["written"] + sum(report["skipped"].values()), report
     write_json(output_dir / "report.json", report)
+    if not examples:
+        raise GenstructError(f"every row was skipped ({report['read']} read, skipped {report['skipped']}): "
+                             f"nothing written; see {output_dir / 'report.json'}")
     return report
 
 
@@ -228,7 +258,76 @@ def _split(examples: list[dict], mixture: Mixture, rng: random.Random) -> tuple[
 
 
 def _row(fmt, ex: dict) -> dict:
-    return {**ex, "prompt": fmt.render_prompt(ex), "completion": fmt.render_completion(ex)}
+    row = {k: v for k, v in ex.items() if k != "pairs"}
+    row.update(prompt=fmt.render_prompt(ex), completion=fmt.render_completion(ex))
+    if "pairs" in ex:
+        row["pairs"] = ex["pairs"]
+    return row
+
+
+def group_pairs(examples: list[dict], mixture: Mixture, fmt, length_of: dict[str, int]) -> list[dict]:
+    """One row per passage (same source, title, content) holding all its pairs in order, as the
+    synthesizer's own training collection does; with max_tokens, a passage whose pairs do not fit one
+    sequence is cut into several, between pairs (a pair is never cut). Each row keeps its first pair in
+    user/assistant and all of them in `pairs` ([[question, answer], ...]); its id is its first pair's."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for ex in examples:
+        groups[(ex["source"], ex["title"], ex["content"])].append(ex)
+    rows = []
+    for group in groups.values():
+        for chunk in _pack(group, mixture, fmt, length_of):
+            first = chunk[0]
+            rows.append({"id": first["id"], "source": first["source"], "title": first["title"],
+                         "content": first["content"], "user": first["user"], "assistant": first["assistant"],
+                         "pairs": [[ex["user"], ex["assistant"]] for ex in chunk]})
+    return rows
+
+
+def _pack(group: list[dict], mixture: Mixture, fmt, length_of: dict[str, int]) -> list[list[dict]]:
+    if mixture.max_tokens is None or len(group) == 1:
+        return [group]
+    from ..tokenization import tokenize_examples, tokenize_prompt
+
+    tok = _load_tokenizer(mixture.tokenizer)
+    prompt = len(tokenize_prompt(tok, fmt, group[0]))
+    # estimate: prompt + each pair alone + 2 tokens of "\n\n" between pairs + EOS; then check exactly
+    chunks, current, size = [], [], prompt + 1
+    for ex in group:
+        pair = length_of[ex["id"]] - prompt - 1
+        if current and size + 2 + pair > mixture.max_tokens:
+            chunks.append(current)
+            current, size = [], prompt + 1
+        size += pair + (2 if current else 0)
+        current.append(ex)
+    chunks.append(current)
+    exact: list[list[dict]] = []
+    while chunks:
+        chunk = chunks.pop(0)
+        n = len(tokenize_examples(tok, fmt, [_multi(chunk)])[0]["input_ids"])
+        if n > mixture.max_tokens and len(chunk) > 1:  # the estimate was short: move the last pair on
+            if chunks:
+                chunks[0].insert(0, chunk[-1])
+            else:
+                chunks.append([chunk[-1]])
+            chunks.insert(0, chunk[:-1])
+            continue
+        exact.append(chunk)
+    return exact
+
+
+def _multi(chunk: list[dict]) -> dict:
+    return {**chunk[0], "pairs": [[ex["user"], ex["assistant"]] for ex in chunk]}
+
+
+def _sequence_stats(train: list[dict], validation: list[dict]) -> dict:
+    rows = train + validation
+    pairs = [len(r["pairs"]) for r in rows]
+    passages = {(r["source"], r["title"], r["content"]) for r in rows}
+    return {"train": len(train), "validation": len(validation), "passages": len(passages),
+            "pairs": sum(pairs), "pairs_per_sequence": {"max": max(pairs, default=0),
+                                                        "mean": round(sum(pairs) / max(len(pairs), 1), 2)},
+            "passages_split": sum(1 for c in Counter((r["source"], r["title"], r["content"])
+                                                     for r in rows).values() if c > 1)}
 
 
 # ---- CLI -------------------------------------------------------------------------------------------
@@ -264,6 +363,11 @@ def run(args: argparse.Namespace) -> int:
     files = [name for name in ("train.jsonl", "validation.jsonl", "report.json") if (Path(args.output) / name).exists()]
     print(f"read {report['read']}, wrote {report['written']} (train {report['train']}, validation "
           f"{report['validation']}), skipped {sum(report['skipped'].values())} {report['skipped']}")
+    if report["sequences"]:
+        seq = report["sequences"]
+        print(f"  {seq['pairs']} pairs of {seq['passages']} passages in {seq['train'] + seq['validation']} "
+              f"sequences (train {seq['train']}, validation {seq['validation']}; "
+              f"pairs per sequence max {seq['pairs_per_sequence']['max']}, mean {seq['pairs_per_sequence']['mean']})")
     for name, s in report["sources"].items():
         print(f"  {name}: read {s['read']}, wrote {s['written']}, skipped {s['skipped']}")
     print(f"-> {args.output}: {', '.join(files)}")
