@@ -207,3 +207,41 @@ def get_format(name: str) -> Format:
         return FORMATS[name]
     except KeyError:
         raise GenstructError(f"unknown format {name!r}; valid formats: {', '.join(FORMATS)}") from None
+
+
+# markers that identify a format in a checkpoint's chat template (also older renderings of it)
+_TEMPLATE_MARKERS = (("synthesizer", "<CON>"), ("genstruct", "[[[Title]]]"), ("tulu", "<|assistant|>"))
+
+
+def checkpoint_format(model_dir) -> tuple[str, str] | None:
+    """(format, where it is recorded) for a local checkpoint made by recipes/sft.py: its model card's
+    "**Format:**" line, else its chat template (chat_template.jinja or tokenizer_config.json); None for
+    a hub id or a checkpoint that records none."""
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(model_dir)
+    if not path.is_dir():
+        return None
+    card = path / "README.md"
+    if card.is_file():
+        m = re.search(r"\*\*Format:\*\* `([\w-]+)`", card.read_text(encoding="utf-8", errors="replace"))
+        if m and m.group(1) in FORMATS:
+            return m.group(1), f"model card {card}"
+    templates = []
+    if (path / "chat_template.jinja").is_file():
+        templates.append((path / "chat_template.jinja").read_text(encoding="utf-8", errors="replace"))
+    config = path / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            value = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        except (ValueError, UnicodeDecodeError):
+            value = None
+        if isinstance(value, str):
+            templates.append(value)
+    for template in templates:
+        for name, marker in _TEMPLATE_MARKERS:
+            if marker in template:
+                return name, f"chat template in {path}"
+    return None
