@@ -1,6 +1,7 @@
 """`genstruct-train data build`: real sources, real mixtures, exact counts; and every kind of bad input."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +209,64 @@ def test_genstruct_mix_counts(tmp_path):
     assert {r["source"] for r in val} == {"ropes", "tydiqa-en", "xquad-en"}
 
 
+def test_text_mixture_by_tokens(tmp_path, mistral_tokenizer):
+    """Plain-text sources (raw corpus rows {text}, general instructions "{question} {response}") mixed
+    1:1 and 1:3 by tokens: each source's written tokens are its share, counted as the report says."""
+    general = rows(REPO / "data/demo/general-instructions.jsonl")
+    corpus = rows(REPO / "data/demo/corpus.jsonl")
+    count = lambda text: len(mistral_tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    general_tokens = sum(count(f"{r['question']} {r['response']}") for r in general)
+    corpus_tokens = sum(count(r["text"]) for r in corpus)
+    assert general_tokens < corpus_tokens
+    for ratio in (1, 3):
+        config = write_mixture(tmp_path, f"""
+format: text
+seed: 3
+sources:
+  - {{name: raw, type: text, path: {REPO / 'data/demo/corpus.jsonl'}, token_ratio: {ratio}}}
+  - {{name: general, type: instruction, path: {REPO / 'data/demo/general-instructions.jsonl'}, token_ratio: 1}}
+""")
+        out = tmp_path / f"out{ratio}"
+        report = build_from_mixture(config, out)
+        assert_report_balanced(report)
+        written = rows(out / "train.jsonl")
+        assert all(list(r) == ["id", "source", "text"] for r in written)
+        by = {name: [r for r in written if r["source"] == name] for name in ("raw", "general")}
+        tokens = {name: sum(count(r["text"]) for r in rs) for name, rs in by.items()}
+        assert {n: s["tokens"]["written"] for n, s in report["sources"].items()} == tokens
+        assert report["sources"]["general"]["tokens"] == {"read": general_tokens, "target": general_tokens,
+                                                          "written": general_tokens}  # the scarce one: all of it
+        raw = report["sources"]["raw"]["tokens"]
+        assert raw["read"] == corpus_tokens and raw["target"] == min(ratio * general_tokens, corpus_tokens)
+        assert raw["target"] - max(count(r["text"]) for r in corpus) < raw["written"] <= raw["target"]
+        assert report["sources"]["raw"]["skipped"] == {"token_ratio": 20 - len(by["raw"])}
+        assert report["tokens"] == sum(tokens.values())
+        assert report["token_shares"]["general"] == round(general_tokens / report["tokens"], 4)
+    assert by["general"][0] == {"id": "general-gi-01", "source": "general",
+                                "text": "What is the boiling point of water at sea level in degrees Celsius? "
+                                        "100 degrees Celsius."}
+    assert by["raw"][0]["id"].startswith("raw-demo-corpus-")
+
+
+def test_text_sources_cli_and_errors(tmp_path):
+    path = jsonl_file(tmp_path, [{"text": "Some raw text."}, {"text": "  "}, {"id": 7}, {"text": "Some raw text."}])
+    proc = cli("--source", "text", "--path", path, "--output", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == ("read 4, wrote 1 (train 1, validation 0), skipped 3 "
+                                           "{'empty_text': 1, 'missing_field:text': 1, 'duplicate': 1}")
+    assert rows(tmp_path / "out/train.jsonl") == [{"id": "text-1", "source": "text", "text": "Some raw text."}]
+    for yaml_text, message in [
+        ("format: text\nsources:\n  - {type: ropes, path: x.json}\n",
+         "source 'ropes': type 'ropes' does not fit format 'text' (its source types: text, instruction)"),
+        ("sources:\n  - {type: text, path: x.jsonl}\n",
+         "source 'text': type 'text' does not fit format 'genstruct' (its source types: ropes, squad, jsonl)"),
+        ("format: text\nsources:\n  - {type: text, path: x.jsonl, token_ratio: 1}\n  - {type: instruction, path: y}\n",
+         "token_ratio mixes plain text (format: text) and must be given for every source"),
+    ]:
+        with pytest.raises(GenstructError, match=re.escape(message)):
+            build_from_mixture(write_mixture(tmp_path, yaml_text), tmp_path / "bad")
+
+
 # ---- bad input: a clear error naming file/line/key, or a counted skip with a reason -------------------
 
 def jsonl_file(tmp_path, rows_, name="in.jsonl"):
@@ -228,12 +287,12 @@ def test_cli_errors_are_one_clear_line(tmp_path):
          (f"genstruct-train: error: {tmp_path / 'in.jsonl'}:2: invalid JSON: Expecting property name enclosed "
          "in double quotes (column 15)")),
         (["--source", "rope", "--path", DEMO],
-         "genstruct-train: error: unknown source 'rope'; valid sources: ropes, squad, jsonl"),
+         "genstruct-train: error: unknown source 'rope'; valid sources: ropes, squad, jsonl, text, instruction"),
         (["--source", "jsonl", "--path", DEMO, "--format", "tulu"],
-         "genstruct-train: error: unknown format 'tulu'; valid formats: genstruct, synthesizer"),
+         "genstruct-train: error: unknown format 'tulu'; valid formats: genstruct, synthesizer, text"),
         (["--config", write_mixture(tmp_path, "sources:\n  - {type: jsonl, path: x.jsonl, wieght: 0.5}\n")],
          (f"genstruct-train: error: {tmp_path / 'mix.yaml'}: invalid mixture: unknown key 'sources.0.wieght' "
-         "(valid keys: type, path, hub, subset, split, name, weight, max_samples)")),
+         "(valid keys: type, path, hub, subset, split, name, weight, max_samples, token_ratio)")),
         (["--source", "jsonl"], "genstruct-train: error: --source needs exactly one of --path or --hub"),
     ]
     for args, line in cases:

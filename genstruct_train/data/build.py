@@ -50,7 +50,7 @@ from ..errors import GenstructError
 from ..formats import get_format
 from ..io import write_json, write_jsonl
 from .mixture import Mixture, SourceSpec, check_build_format, load_mixture, parse_mixture
-from .sources import SOURCES, Skip, check_source, read_source
+from .sources import SOURCES, TEXT_SOURCES, Skip, check_source, read_source
 
 SKIP_EXAMPLES = 5  # locations kept per skip reason in the report
 TOKEN_BATCH = 1024
@@ -81,6 +81,8 @@ def _check_format(name: str) -> str:
 
 
 def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
+    if mixture.format == "text":
+        return build_text(mixture, output_dir, config_path)
     started = time.time()
     fmt = get_format(mixture.format)
     skipped: dict[str, Counter] = defaultdict(Counter)
@@ -330,6 +332,136 @@ def _sequence_stats(train: list[dict], validation: list[dict]) -> dict:
                                                      for r in rows).values() if c > 1)}
 
 
+# ---- plain text (format: text) -----------------------------------------------------------------
+
+def build_text(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
+    """Plain-text rows {id, source, text} from `text` / `instruction` sources: read (missing_field:text,
+    empty_text), dedupe (exact text), over_max_tokens, weight / max_samples, then with token_ratio a
+    seeded sample per source down to its share of the tokens (skip reason token_ratio), then the
+    validation rows (drawn with the seed). report["sources"][name]["tokens"] = {read, target, written}."""
+    started = time.time()
+    skipped: dict[str, Counter] = defaultdict(Counter)
+    where_of: dict[str, list] = defaultdict(list)
+    read: Counter = Counter()
+
+    def skip(source: str, reason: str, where: str) -> None:
+        skipped[source][reason] += 1
+        if len(where_of[reason]) < SKIP_EXAMPLES:
+            where_of[reason].append(where)
+
+    by_source: dict[str, list[dict]] = {}
+    seen_text: set[str] = set()
+    seen_ids: set[str] = set()
+    for spec in mixture.sources:
+        rows = by_source.setdefault(spec.name, [])
+        for item in read_source(spec.type, spec.path, spec.hub, spec.subset, spec.split):
+            read[spec.name] += 1
+            if isinstance(item, Skip):
+                skip(spec.name, item.reason, item.where)
+                continue
+            row_id = f"{spec.name}-{item['id']}"
+            if not item["text"].strip():
+                skip(spec.name, "empty_text", f"id={row_id}")
+            elif mixture.dedupe and item["text"] in seen_text:
+                skip(spec.name, "duplicate", f"id={row_id}")
+            elif row_id in seen_ids:
+                skip(spec.name, "duplicate_id", f"id={row_id}")
+            else:
+                seen_text.add(item["text"])
+                seen_ids.add(row_id)
+                rows.append({"id": row_id, "source": spec.name, "text": item["text"]})
+
+    counting = mixture.max_tokens is not None or any(s.token_ratio for s in mixture.sources)
+    tokens_of: dict[str, int] = {}
+    if counting:
+        tok = _load_tokenizer(mixture.tokenizer)
+        from tqdm import tqdm
+
+        for rows in by_source.values():
+            for i in tqdm(range(0, len(rows), TOKEN_BATCH), desc="counting tokens", unit="batch"):
+                batch = rows[i:i + TOKEN_BATCH]
+                ids = tok([r["text"] for r in batch], add_special_tokens=False)["input_ids"]
+                tokens_of.update((r["id"], len(x)) for r, x in zip(batch, ids))
+    rng = random.Random(mixture.seed)
+    for spec in mixture.sources:
+        rows = by_source[spec.name]
+        if mixture.max_tokens is not None:
+            for r in rows:
+                if tokens_of[r["id"]] > mixture.max_tokens:
+                    skip(spec.name, "over_max_tokens", f"id={r['id']} ({tokens_of[r['id']]} tokens)")
+            rows = [r for r in rows if tokens_of[r["id"]] <= mixture.max_tokens]
+        for reason, limit in (("source_weight", round(spec.weight * len(rows))), ("source_cap", spec.max_samples)):
+            if limit is not None and len(rows) > limit:
+                keep = set(rng.sample(range(len(rows)), limit))
+                for i, r in enumerate(rows):
+                    if i not in keep:
+                        skip(spec.name, reason, f"id={r['id']}")
+                rows = [r for i, r in enumerate(rows) if i in keep]
+        by_source[spec.name] = rows
+
+    token_report: dict[str, dict] = {}
+    if any(s.token_ratio for s in mixture.sources):
+        available = {s.name: sum(tokens_of[r["id"]] for r in by_source[s.name]) for s in mixture.sources}
+        scale = min(available[s.name] / s.token_ratio for s in mixture.sources)
+        for spec in mixture.sources:
+            target = round(scale * spec.token_ratio)
+            rows = by_source[spec.name]
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            keep, total = set(), 0
+            for i in order:  # a seeded sample, in shuffled order, while it stays within the target
+                n = tokens_of[rows[i]["id"]]
+                if total + n <= target:
+                    keep.add(i)
+                    total += n
+            for i, r in enumerate(rows):
+                if i not in keep:
+                    skip(spec.name, "token_ratio", f"id={r['id']}")
+            by_source[spec.name] = [r for i, r in enumerate(rows) if i in keep]
+            token_report[spec.name] = {"read": available[spec.name], "target": target, "written": total}
+    elif counting:
+        token_report = {name: {"written": sum(tokens_of[r["id"]] for r in rows)} for name, rows in by_source.items()}
+
+    examples = [r for spec in mixture.sources for r in by_source[spec.name]]
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("train.jsonl", "validation.jsonl"):
+        (output_dir / name).unlink(missing_ok=True)
+    validation: list[dict] = []
+    if mixture.validation is not None and examples:
+        want = mixture.validation.size or round(mixture.validation.fraction * len(examples))
+        if want >= len(examples):
+            raise GenstructError(f"validation asks for {want} rows but only {len(examples)} remain")
+        chosen = set(rng.sample(range(len(examples)), want))
+        validation = [r for i, r in enumerate(examples) if i in chosen]
+        examples = [r for i, r in enumerate(examples) if i not in chosen]
+    if examples:
+        write_jsonl(output_dir / "train.jsonl", examples)
+        if mixture.validation is not None:
+            write_jsonl(output_dir / "validation.jsonl", validation)
+    n_train, n_val = Counter(r["source"] for r in examples), Counter(r["source"] for r in validation)
+    sources = {spec.name: {"type": spec.type, "path": spec.path, "hub": spec.hub, "read": read[spec.name],
+                           "written": n_train[spec.name] + n_val[spec.name], "train": n_train[spec.name],
+                           "validation": n_val[spec.name], "skipped": dict(skipped[spec.name]),
+                           "tokens": token_report.get(spec.name)}
+               for spec in mixture.sources}
+    total_skipped = sum((skipped[s] for s in skipped), Counter())
+    written_tokens = sum(t["written"] for t in token_report.values()) if token_report else None
+    report = {"read": sum(read.values()), "written": len(examples) + len(validation), "train": len(examples),
+              "validation": len(validation), "skipped": dict(total_skipped), "sources": sources,
+              "skip_examples": dict(where_of), "format": "text", "tokenizer": mixture.tokenizer if counting else None,
+              "max_tokens": mixture.max_tokens, "tokens": written_tokens,
+              "token_shares": ({name: round(t["written"] / written_tokens, 4) for name, t in token_report.items()}
+                               if written_tokens else None),
+              "config": config_path, "mixture": mixture.model_dump(), "seconds": round(time.time() - started, 2)}
+    assert report["read"] == report["written"] + sum(report["skipped"].values()), report
+    write_json(output_dir / "report.json", report)
+    if not report["written"]:
+        raise GenstructError(f"every row was skipped ({report['read']} read, skipped {report['skipped']}): "
+                             f"nothing written; see {output_dir / 'report.json'}")
+    return report
+
+
 # ---- CLI -------------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -338,7 +470,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hub", help="instead of --path: a hub dataset id (with --split)")
     parser.add_argument("--split", default="train", help="hub split (default: train)")
     parser.add_argument("--config", help="a mixture YAML (data/*.yaml) instead of --source")
-    parser.add_argument("--format", default=None, help="genstruct (default) | synthesizer")
+    parser.add_argument("--format", default=None,
+                        help="genstruct (default) | synthesizer | text (plain text, for --source text|instruction)")
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--max-tokens", type=int, help="skip examples longer than this many tokens")
     parser.add_argument("--tokenizer", default="mistral-common", help="tokenizer for --max-tokens")
@@ -359,16 +492,18 @@ def run(args: argparse.Namespace) -> int:
             opts.update(hub=args.hub, split=args.split)
         if args.validation_fraction is not None:
             opts["validation"] = {"fraction": args.validation_fraction}
-        report = build_from_source(args.source, args.path, args.output, format=args.format or "genstruct", **opts)
+        default = "text" if args.source in TEXT_SOURCES else "genstruct"
+        report = build_from_source(args.source, args.path, args.output, format=args.format or default, **opts)
     files = [name for name in ("train.jsonl", "validation.jsonl", "report.json") if (Path(args.output) / name).exists()]
     print(f"read {report['read']}, wrote {report['written']} (train {report['train']}, validation "
           f"{report['validation']}), skipped {sum(report['skipped'].values())} {report['skipped']}")
-    if report["sequences"]:
+    if report.get("sequences"):
         seq = report["sequences"]
         print(f"  {seq['pairs']} pairs of {seq['passages']} passages in {seq['train'] + seq['validation']} "
               f"sequences (train {seq['train']}, validation {seq['validation']}; "
               f"pairs per sequence max {seq['pairs_per_sequence']['max']}, mean {seq['pairs_per_sequence']['mean']})")
     for name, s in report["sources"].items():
-        print(f"  {name}: read {s['read']}, wrote {s['written']}, skipped {s['skipped']}")
+        tokens = f", {s['tokens']['written']:,} tokens" if s.get("tokens") else ""
+        print(f"  {name}: read {s['read']}, wrote {s['written']}{tokens}, skipped {s['skipped']}")
     print(f"-> {args.output}: {', '.join(files)}")
     return 0

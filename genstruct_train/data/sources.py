@@ -13,6 +13,8 @@ go through the same converter.
 - squad: title (underscores as spaces: XQuAD's "Super_Bowl_50"), context, question, first answer
   (and its answer_start, checked against the context by the build).
 - jsonl: rows {title, content, user, assistant[, id]}.
+- text: JSONL rows {text[, id]} (raw corpus, or `templify` output) -> plain text {id, text}.
+- instruction: JSONL rows {question, response[, id]} -> plain text "{question} {response}".
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from pathlib import Path
 from ..errors import DataError, GenstructError
 from ..io import iter_jsonl, read_json
 
-SOURCES = ("ropes", "squad", "jsonl")
+SOURCES = ("ropes", "squad", "jsonl", "text", "instruction")
+QA_SOURCES = ("ropes", "squad", "jsonl")  # grounded examples {title, content, user, assistant}
+TEXT_SOURCES = ("text", "instruction")    # plain pre-training text {text}
 
 
 @dataclass
@@ -45,7 +49,8 @@ def check_source(name: str) -> str:
 def read_source(kind: str, path: str | Path | None = None, hub: str | None = None, subset: str | None = None,
                 split: str = "train") -> Iterator[dict | Skip]:
     """Examples (or Skips) of one source, from a local path or a hub dataset id."""
-    convert = {"ropes": _ropes_example, "squad": _squad_example, "jsonl": _jsonl_example}[check_source(kind)]
+    convert = {"ropes": _ropes_example, "squad": _squad_example, "jsonl": _jsonl_example, "text": _text_example,
+               "instruction": _instruction_example}[check_source(kind)]
     rows = _hub_rows(hub, subset, split) if hub else _local_rows(kind, Path(path))
     try:
         for where, fallback_id, row in rows:
@@ -84,7 +89,7 @@ def _first_bad_utf8_line(path: Path) -> int | None:
 
 def _local_rows(kind: str, path: Path) -> Iterator[tuple[str, str, dict]]:
     """(where, fallback id, row) per candidate example."""
-    if kind == "jsonl":
+    if kind in ("jsonl", *TEXT_SOURCES):
         for line_no, row in iter_jsonl(path):
             yield f"{path}:{line_no}", str(line_no), row
         return
@@ -167,6 +172,19 @@ def _squad_example(row: dict, where: str) -> dict:
         raise _Missing("context")
     return {"title": _text(row, "title").replace("_", " "), "content": context,
             "user": _text(row, "question"), "assistant": answer, "answer_start": start}
+
+
+def _text_example(row: dict, where: str) -> dict:
+    value = row.get("text")
+    if not isinstance(value, str):
+        raise _Missing("text")
+    return {"text": value}
+
+
+def _instruction_example(row: dict, where: str) -> dict:
+    """A general instruction as pre-training text: "{question} {response}" (Instruction Pre-Training's
+    domain-adaptive mix)."""
+    return {"text": f"{_text(row, 'question')} {_text(row, 'response')}"}
 
 
 def _jsonl_example(row: dict, where: str) -> dict:
