@@ -214,7 +214,7 @@ def test_text_mixture_by_tokens(tmp_path, mistral_tokenizer):
     1:1 and 1:3 by tokens: each source's written tokens are its share, counted as the report says."""
     general = rows(REPO / "data/demo/general-instructions.jsonl")
     corpus = rows(REPO / "data/demo/corpus.jsonl")
-    count = lambda text: len(mistral_tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    count = lambda text: len(mistral_tokenizer(text, add_special_tokens=False)["input_ids"])
     general_tokens = sum(count(f"{r['question']} {r['response']}") for r in general)
     corpus_tokens = sum(count(r["text"]) for r in corpus)
     assert general_tokens < corpus_tokens

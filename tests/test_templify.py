@@ -27,7 +27,7 @@ SALT_PAIRS = [("Why salt roads in winter?", "Salty water freezes below 0 degrees
 def test_classic_text_assembled_by_hand_from_the_tables():
     seed = 12345  # collection 0
     t = templates()
-    pick = lambda table: random.Random(seed).choice(table)  # noqa: E731  the reference's draw
+    pick = lambda table: random.Random(seed).choice(table)
     modes = random.Random(seed).choices(["Classic", "Dialog", "Numbered_Questions", "Inline_FS", "Next_turn_dialog"],
                                         weights=[80, 5, 5, 5, 5], k=1)[0]
     inverted = random.Random(seed).choices([True, False], weights=[5, 95], k=1)[0]
@@ -48,29 +48,29 @@ def test_classic_text_assembled_by_hand_from_the_tables():
 
 @pytest.mark.parametrize("seed, collection, expected", [
     (12348, [entry("Bees pollinate flowers.", [("What do bees pollinate?", "Flowers.")])],
-     ["Write a piece of text after reading the dialogue below\ninput: What is the answer to this question? "
-      "What do bees pollinate?\n\noutput: Flowers. Now compose a passage: Bees pollinate flowers."]),
+     [("Write a piece of text after reading the dialogue below\ninput: What is the answer to this question? "
+      "What do bees pollinate?\n\noutput: Flowers. Now compose a passage: Bees pollinate flowers.")]),
     (12360, [entry("Iron rusts in moist air.", [("What rusts?", "Iron."), ("When?", "In moist air.")])],
-     ["Iron rusts in moist air.\nComplete this dialogue: \nSpeaker A) Teacher asked me this: What rusts?\n"
-      "Speaker B) Iron.\n\nSpeaker A) Teacher asked me this: When?\nSpeaker B) In moist air."]),
+     [("Iron rusts in moist air.\nComplete this dialogue: \nSpeaker A) Teacher asked me this: What rusts?\n"
+      "Speaker B) Iron.\n\nSpeaker A) Teacher asked me this: When?\nSpeaker B) In moist air.")]),
     (12360, [entry("Iron rusts in moist air.", [("What rusts?", "Iron.")])],
      ["Iron rusts in moist air.\nCONVERSATION:\nSpeaker A) Teacher asked me this: What rusts?\nSpeaker B) Iron."]),
     (12368, [entry("The Nile floods every summer.", [("When does the Nile flood?", "Every summer."),
                                                      ("What floods?", "The Nile.")])],
-     ["The Nile floods every summer.\n\nLet me give you some QA examples: If this is the answer: Every summer.\n"
+     [("The Nile floods every summer.\n\nLet me give you some QA examples: If this is the answer: Every summer.\n"
       " What was the question?\nThe answer to this example can be: When does the Nile flood?\n\nOK. solve this:\n"
-      "If this is the answer: The Nile.\n What was the question?\nAnswer: What floods?"]),
+      "If this is the answer: The Nile.\n What was the question?\nAnswer: What floods?")]),
     (12374, [entry("Copper conducts electricity.", [("What conducts?", "Copper."),
                                                     ("What does copper conduct?", "Electricity.")])],
-     ["input: Copper conducts electricity. \na). What conducts?\nb). What does copper conduct? Return numbered "
-      "answers in your output.\n\noutput: \na). Copper.\nb). Electricity."]),
+     [("input: Copper conducts electricity. \na). What conducts?\nb). What does copper conduct? Return numbered "
+      "answers in your output.\n\noutput: \na). Copper.\nb). Electricity.")]),
     (12345, [entry("Water boils at 100 C at sea level.", [
         ("At what temperature does water boil at sea level?\nOptions:\n- 50 C\n- 100 C\n- 150 C", "100 C"),
         ("Does water boil at 100 C at sea level?\nLet's think step by step.",
          "The text says water boils at 100 C at sea level.\nTherefore, the answer is yes")])],
-     ["Here are some questions about this article: Water boils at 100 C at sea level.\n\nQ: Answer the question\n\n"
+     [("Here are some questions about this article: Water boils at 100 C at sea level.\n\nQ: Answer the question\n\n"
       "At what temperature does water boil at sea level?\n\nA: 100 C\n\n[[Ques]]: Does water boil at 100 C at sea "
-      "level?\n[[Ans]]: [The text says water boils at 100 C at sea level]\n[yes]"]),
+      "level?\n[[Ans]]: [The text says water boils at 100 C at sea level]\n[yes]")]),
 ])
 def test_modes_exact(seed, collection, expected):
     """Inverted Classic, Next_turn_dialog, Dialog (one pair), Inline_FS, Numbered_Questions, and
@@ -86,13 +86,13 @@ def test_chain_raw_text_and_order():
                   entry("A passage without pairs.", [], False, "c"),
                   entry("Bees pollinate flowers.", [("What do bees pollinate?", "Flowers.")], False, "d")]
     assert cook(collection, 12345) == [
-        ("a", "Here are some questions about this article: Salt lowers the freezing point of water.\n\n\n"
+        ("a", ("Here are some questions about this article: Salt lowers the freezing point of water.\n\n\n"
               "[Q]: Why salt roads?\n****\n[A]: Salty water freezes below 0 degrees.\n\n"
               "Here are some questions about this article: Sugar dissolves in water.\n\n\n"
-              "[Q]: What dissolves in water?\n****\n[A]: Sugar."),
+              "[Q]: What dissolves in water?\n****\n[A]: Sugar.")),
         ("c", "A passage without pairs."),
-        ("d", "Here are some questions about this article: Bees pollinate flowers.\n\n\n"
-              "[Q]: What do bees pollinate?\n****\n[A]: Flowers."),
+        ("d", ("Here are some questions about this article: Bees pollinate flowers.\n\n\n"
+              "[Q]: What do bees pollinate?\n****\n[A]: Flowers.")),
     ]
     assert random.Random(12346).choice(templates()["FEWSHOT_PATTERNS"]["qa"]).example_separator == "\n\n"
 

@@ -119,8 +119,7 @@ def qa_items(pairs: list[tuple[str, str]], options: dict, seed: int) -> list[dic
             if not question or len(parts) != 2:
                 continue
             cot, answer = parts[0].strip(), parts[1].strip()
-            if cot.endswith("."):
-                cot = cot[:-1]  # the templates add it back
+            cot = cot.removesuffix(".")  # the templates add it back
             if not cot or not answer:
                 continue
         if OPTIONS in question:
