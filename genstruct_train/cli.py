@@ -22,6 +22,8 @@ COMMANDS = [
     (("weight-diff",), "genstruct_train.train.weight_diff", "make or recover a weight diff (tuned - base)"),
     (("synthesize",), "genstruct_train.synthesis.run", "synthesize instruction data from a model"),
     (("report",), "genstruct_train.synthesis.report", "quality report of synthesized data sets"),
+    (("templify",), "genstruct_train.synthesis.templify",
+     "turn synthesizer outputs (multi-round chains) into M-shot instruction-augmented pre-training text"),
     (("eval",), "genstruct_train.evaluation.runner",
      "evaluate a model on the camels benchmarks (same as eval/run.py), or rescore saved predictions"),
 ]

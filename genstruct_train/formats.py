@@ -2,8 +2,9 @@
 
 - genstruct:   NousResearch Genstruct-7B. Prompt ends with "[[[User]]] "; the model writes
                "{user}\n[[[Assistant]]] {assistant}" then EOS.
-- synthesizer: microsoft/instruction-synthesizer. "<s> <CON> {context} </CON>\n\n" then pairs
-               "<QUE> {q} <ANS> {a} </END>" joined by "\n\n".
+- synthesizer: microsoft/instruction-synthesizer. "<s> <CON> {context} </CON>\n\n" (context as is,
+               not stripped; an empty one gives just "<s>") then pairs "<QUE> {q} <ANS> {a} </END>"
+               joined by "\n\n".
 - tulu:        open-instruct. "<|user|>\n{instruction}\n<|assistant|>\n" then "{response}" and EOS.
 
 `parse` never raises on model output: it returns a `Parsed` with the pairs or a rejection reason.
@@ -94,15 +95,34 @@ class GenstructFormat(Format):
         return Parsed(pairs=[(user, assistant)])
 
 
+# microsoft/LMOps instruction_pretrain/utils/read_compre.py @ 4f2a9deb5f08e459fd44c2e4792344d78ca89fc3:
+# cook_read(text) = '<s>' + ' <CON> {context} </CON>' + '\n\n' with the text as is (no strip), or just
+# '<s>' for an empty text; parse_comprehension splits on '</END>', drops the last piece unless the
+# output ends with '</END>', and keeps a piece only when it has exactly one '<ANS>', its question part
+# (stripped) starts with '<QUE>' and its answer (stripped) is not empty; questions are then
+# deduplicated case-insensitively.
+SYNTH_REFERENCE_REJECTS = ("unterminated_pair", "malformed_pair", "text_before_question", "empty_answer")
+SYNTH_STRICTER_REJECTS = ("repeated_question_marker", "empty_question", "duplicate_question")
+
+
 class SynthesizerFormat(Format):
+    """Prompt exactly as the reference's `cook_read`; parse as its `parse_comprehension` where that
+    rejects a pair (reasons in SYNTH_REFERENCE_REJECTS), plus stricter counted drops of pairs it
+    would keep (SYNTH_STRICTER_REJECTS): two `<QUE>` markers, an empty question; duplicates are
+    dropped as the reference's deduplicate=True does."""
+
     name = "synthesizer"
-    chat_template = "{{ bos_token + ' <CON> ' + messages[0]['content'] | trim + ' </CON>\\n\\n' }}"
+    chat_template = (
+        "{% set c = messages[0]['content'] %}"
+        "{% if c %}{{ bos_token + ' <CON> ' + c + ' </CON>\\n\\n' }}{% else %}{{ bos_token }}{% endif %}"
+    )
 
     def messages(self, example: dict) -> list[dict]:
         return [{"content": example["content"]}]
 
     def render_prompt(self, example: dict) -> str:
-        return f"<s> <CON> {example['content'].strip()} </CON>\n\n"
+        content = example["content"]
+        return f"<s> <CON> {content} </CON>\n\n" if content else "<s>"
 
     @staticmethod
     def pairs_of(example: dict) -> list[tuple[str, str]]:
@@ -123,15 +143,19 @@ class SynthesizerFormat(Format):
         pairs, seen = [], set()
         for chunk in chunks:
             reason = None
-            if chunk.count("<QUE>") != 1 or chunk.count("<ANS>") != 1 or chunk.find("<ANS>") < chunk.find("<QUE>"):
-                reason = "malformed_pair"  # not exactly one <QUE> followed by one <ANS>
+            if chunk.count("<ANS>") != 1:
+                reason = "malformed_pair"  # no <ANS>, or several
+            elif not chunk.strip().startswith("<QUE>"):
+                reason = "text_before_question"  # a preamble (or nothing) before <QUE>
             else:
-                q, a = chunk.split("<QUE>", 1)[1].split("<ANS>", 1)
-                q, a = q.strip(), a.strip()
-                if not q:
-                    reason = "empty_question"
-                elif not a:
+                q, a = chunk.split("<ANS>")
+                q, a = q.strip()[len("<QUE>"):].strip(), a.strip()
+                if not a:
                     reason = "empty_answer"
+                elif "<QUE>" in q or "<QUE>" in a:
+                    reason = "repeated_question_marker"
+                elif not q:
+                    reason = "empty_question"
                 elif q.lower() in seen:
                     reason = "duplicate_question"
             if reason:
@@ -183,3 +207,41 @@ def get_format(name: str) -> Format:
         return FORMATS[name]
     except KeyError:
         raise GenstructError(f"unknown format {name!r}; valid formats: {', '.join(FORMATS)}") from None
+
+
+# markers that identify a format in a checkpoint's chat template (also older renderings of it)
+_TEMPLATE_MARKERS = (("synthesizer", "<CON>"), ("genstruct", "[[[Title]]]"), ("tulu", "<|assistant|>"))
+
+
+def checkpoint_format(model_dir) -> tuple[str, str] | None:
+    """(format, where it is recorded) for a local checkpoint made by recipes/sft.py: its model card's
+    "**Format:**" line, else its chat template (chat_template.jinja or tokenizer_config.json); None for
+    a hub id or a checkpoint that records none."""
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(model_dir)
+    if not path.is_dir():
+        return None
+    card = path / "README.md"
+    if card.is_file():
+        m = re.search(r"\*\*Format:\*\* `([\w-]+)`", card.read_text(encoding="utf-8", errors="replace"))
+        if m and m.group(1) in FORMATS:
+            return m.group(1), f"model card {card}"
+    templates = []
+    if (path / "chat_template.jinja").is_file():
+        templates.append((path / "chat_template.jinja").read_text(encoding="utf-8", errors="replace"))
+    config = path / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            value = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        except (ValueError, UnicodeDecodeError):
+            value = None
+        if isinstance(value, str):
+            templates.append(value)
+    for template in templates:
+        for name, marker in _TEMPLATE_MARKERS:
+            if marker in template:
+                return name, f"chat template in {path}"
+    return None

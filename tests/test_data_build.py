@@ -1,6 +1,7 @@
 """`genstruct-train data build`: real sources, real mixtures, exact counts; and every kind of bad input."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,10 +91,60 @@ def test_squad_xquad_and_tydiqa(data_dir, tmp_path):
 def test_jsonl_demo_synthesizer_format(tmp_path):
     report = build_from_source("jsonl", DEMO, tmp_path, format="synthesizer")
     assert (report["read"], report["written"], report["format"]) == (40, 40, "synthesizer")
+    assert report["sequences"]["train"] == 40 and report["sequences"]["pairs_per_sequence"]["max"] == 1
     first = rows(tmp_path / "train.jsonl")[0]
     assert first["id"] == "jsonl-demo-01" and first["title"] == "Photosynthesis"
     assert first["prompt"] == f"<s> <CON> {first['content']} </CON>\n\n"
     assert first["completion"] == f"<QUE> {first['user']} <ANS> {first['assistant']} </END>"
+    assert first["pairs"] == [[first["user"], first["assistant"]]]
+
+
+def test_ropes_synthesizer_groups_every_pair_of_a_passage(data_dir, tmp_path):
+    """ROPES: 10,924 one-pair rows over 513 passages become 513 rows (all pairs of a passage in one
+    sequence); under max_tokens 2048, 803 rows, each within the limit, pairs never cut."""
+    path = data_dir / "train/ropes/train-v1.0.json"
+    build_from_source("ropes", path, tmp_path / "one")
+    singles = rows(tmp_path / "one/train.jsonl")
+    report = build_from_source("ropes", path, tmp_path / "all", format="synthesizer")
+    assert (report["read"], report["written"], report["skipped"]) == (10924, 10924, {})
+    assert report["sequences"] == {"train": 513, "validation": 0, "passages": 513, "pairs": 10924,
+                                   "pairs_per_sequence": {"max": 101, "mean": 21.29}, "passages_split": 0}
+    grouped = rows(tmp_path / "all/train.jsonl")
+    assert len(grouped) == 513 and list(grouped[0]) == [*ROW_KEYS, "pairs"]
+    # the pairs of each passage, in order, are exactly the one-pair rows of that passage
+    by_content: dict = {}
+    for r in singles:
+        by_content.setdefault(r["content"], []).append([r["user"], r["assistant"]])
+    assert {r["content"]: r["pairs"] for r in grouped} == by_content
+    fmt = get_format("synthesizer")
+    first = grouped[0]
+    assert first["id"] == "ropes-1971664873" and (first["user"], first["assistant"]) == tuple(first["pairs"][0])
+    assert first["completion"] == "\n\n".join(f"<QUE> {q} <ANS> {a} </END>" for q, a in first["pairs"])
+    assert all(r["prompt"] == fmt.render_prompt(r) and r["completion"] == fmt.render_completion(r) for r in grouped)
+
+    report = build_from_source("ropes", path, tmp_path / "cut", format="synthesizer", max_tokens=2048)
+    assert report["sequences"] == {"train": 803, "validation": 0, "passages": 513, "pairs": 10924,
+                                   "pairs_per_sequence": {"max": 34, "mean": 13.6}, "passages_split": 198}
+    cut = rows(tmp_path / "cut/train.jsonl")
+    from genstruct_train.tokenization import load_tokenizer, tokenize_examples
+
+    lengths = [len(e["input_ids"]) for e in tokenize_examples(load_tokenizer("mistral-common"), fmt, cut)]
+    assert max(lengths) == 2048 and len(cut) == 803
+    joined: dict = {}
+    for r in cut:
+        joined.setdefault(r["content"], []).extend(r["pairs"])
+    assert joined == by_content and len({r["id"] for r in cut}) == 803
+
+
+def test_squad_synthesizer_groups_and_validation_by_passage(data_dir, tmp_path):
+    report = build_from_source("squad", data_dir / "train/xquad-en/xquad.en.json", tmp_path, format="synthesizer",
+                               validation={"size": 50})
+    assert (report["read"], report["written"], report["skipped"]) == (1190, 1187, {"duplicate": 3})
+    seq = report["sequences"]
+    assert (seq["passages"], seq["pairs"], seq["train"] + seq["validation"]) == (240, 1187, 240)
+    train, val = rows(tmp_path / "train.jsonl"), rows(tmp_path / "validation.jsonl")
+    assert sum(len(r["pairs"]) for r in val) == report["validation"] >= 50
+    assert not {r["content"] for r in train} & {r["content"] for r in val}
 
 
 # ---- mixtures --------------------------------------------------------------------------------------
@@ -158,6 +209,64 @@ def test_genstruct_mix_counts(tmp_path):
     assert {r["source"] for r in val} == {"ropes", "tydiqa-en", "xquad-en"}
 
 
+def test_text_mixture_by_tokens(tmp_path, mistral_tokenizer):
+    """Plain-text sources (raw corpus rows {text}, general instructions "{question} {response}") mixed
+    1:1 and 1:3 by tokens: each source's written tokens are its share, counted as the report says."""
+    general = rows(REPO / "data/demo/general-instructions.jsonl")
+    corpus = rows(REPO / "data/demo/corpus.jsonl")
+    count = lambda text: len(mistral_tokenizer(text, add_special_tokens=False)["input_ids"])
+    general_tokens = sum(count(f"{r['question']} {r['response']}") for r in general)
+    corpus_tokens = sum(count(r["text"]) for r in corpus)
+    assert general_tokens < corpus_tokens
+    for ratio in (1, 3):
+        config = write_mixture(tmp_path, f"""
+format: text
+seed: 3
+sources:
+  - {{name: raw, type: text, path: {REPO / 'data/demo/corpus.jsonl'}, token_ratio: {ratio}}}
+  - {{name: general, type: instruction, path: {REPO / 'data/demo/general-instructions.jsonl'}, token_ratio: 1}}
+""")
+        out = tmp_path / f"out{ratio}"
+        report = build_from_mixture(config, out)
+        assert_report_balanced(report)
+        written = rows(out / "train.jsonl")
+        assert all(list(r) == ["id", "source", "text"] for r in written)
+        by = {name: [r for r in written if r["source"] == name] for name in ("raw", "general")}
+        tokens = {name: sum(count(r["text"]) for r in rs) for name, rs in by.items()}
+        assert {n: s["tokens"]["written"] for n, s in report["sources"].items()} == tokens
+        assert report["sources"]["general"]["tokens"] == {"read": general_tokens, "target": general_tokens,
+                                                          "written": general_tokens}  # the scarce one: all of it
+        raw = report["sources"]["raw"]["tokens"]
+        assert raw["read"] == corpus_tokens and raw["target"] == min(ratio * general_tokens, corpus_tokens)
+        assert raw["target"] - max(count(r["text"]) for r in corpus) < raw["written"] <= raw["target"]
+        assert report["sources"]["raw"]["skipped"] == {"token_ratio": 20 - len(by["raw"])}
+        assert report["tokens"] == sum(tokens.values())
+        assert report["token_shares"]["general"] == round(general_tokens / report["tokens"], 4)
+    assert by["general"][0] == {"id": "general-gi-01", "source": "general",
+                                "text": "What is the boiling point of water at sea level in degrees Celsius? "
+                                        "100 degrees Celsius."}
+    assert by["raw"][0]["id"].startswith("raw-demo-corpus-")
+
+
+def test_text_sources_cli_and_errors(tmp_path):
+    path = jsonl_file(tmp_path, [{"text": "Some raw text."}, {"text": "  "}, {"id": 7}, {"text": "Some raw text."}])
+    proc = cli("--source", "text", "--path", path, "--output", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == ("read 4, wrote 1 (train 1, validation 0), skipped 3 "
+                                           "{'empty_text': 1, 'missing_field:text': 1, 'duplicate': 1}")
+    assert rows(tmp_path / "out/train.jsonl") == [{"id": "text-1", "source": "text", "text": "Some raw text."}]
+    for yaml_text, message in [
+        ("format: text\nsources:\n  - {type: ropes, path: x.json}\n",
+         "source 'ropes': type 'ropes' does not fit format 'text' (its source types: text, instruction)"),
+        ("sources:\n  - {type: text, path: x.jsonl}\n",
+         "source 'text': type 'text' does not fit format 'genstruct' (its source types: ropes, squad, jsonl)"),
+        ("format: text\nsources:\n  - {type: text, path: x.jsonl, token_ratio: 1}\n  - {type: instruction, path: y}\n",
+         "token_ratio mixes plain text (format: text) and must be given for every source"),
+    ]:
+        with pytest.raises(GenstructError, match=re.escape(message)):
+            build_from_mixture(write_mixture(tmp_path, yaml_text), tmp_path / "bad")
+
+
 # ---- bad input: a clear error naming file/line/key, or a counted skip with a reason -------------------
 
 def jsonl_file(tmp_path, rows_, name="in.jsonl"):
@@ -178,12 +287,12 @@ def test_cli_errors_are_one_clear_line(tmp_path):
          (f"genstruct-train: error: {tmp_path / 'in.jsonl'}:2: invalid JSON: Expecting property name enclosed "
          "in double quotes (column 15)")),
         (["--source", "rope", "--path", DEMO],
-         "genstruct-train: error: unknown source 'rope'; valid sources: ropes, squad, jsonl"),
+         "genstruct-train: error: unknown source 'rope'; valid sources: ropes, squad, jsonl, text, instruction"),
         (["--source", "jsonl", "--path", DEMO, "--format", "tulu"],
-         "genstruct-train: error: unknown format 'tulu'; valid formats: genstruct, synthesizer"),
+         "genstruct-train: error: unknown format 'tulu'; valid formats: genstruct, synthesizer, text"),
         (["--config", write_mixture(tmp_path, "sources:\n  - {type: jsonl, path: x.jsonl, wieght: 0.5}\n")],
          (f"genstruct-train: error: {tmp_path / 'mix.yaml'}: invalid mixture: unknown key 'sources.0.wieght' "
-         "(valid keys: type, path, hub, subset, split, name, weight, max_samples)")),
+         "(valid keys: type, path, hub, subset, split, name, weight, max_samples, token_ratio)")),
         (["--source", "jsonl"], "genstruct-train: error: --source needs exactly one of --path or --hub"),
     ]
     for args, line in cases:
@@ -255,6 +364,54 @@ def test_passage_over_token_limit_is_skipped(tmp_path):
     assert report["skipped"] == {"over_max_tokens": 1} and report["written"] == 1
     assert report["skip_examples"]["over_max_tokens"][0].startswith("id=jsonl-2 (")
     assert report["tokens"]["max"] > 100  # the long one, measured before the filter
+
+
+def test_duplicate_and_null_ids(tmp_path):
+    path = jsonl_file(tmp_path, [{**GOOD, "id": "a"}, {**GOOD, "id": "a", "user": "Another?"},
+                                 {**GOOD, "id": None, "user": "Third?"}, {**GOOD, "id": "", "user": "Fourth?"}])
+    report = build_from_source("jsonl", path, tmp_path / "out")
+    assert_report_balanced(report)
+    assert report["skipped"] == {"duplicate_id": 1} and report["skip_examples"]["duplicate_id"] == ["id=jsonl-a"]
+    assert [r["id"] for r in rows(tmp_path / "out/train.jsonl")] == ["jsonl-a", "jsonl-3", "jsonl-4"]
+    squad = tmp_path / "squad.json"
+    qas = [{"id": None, "question": "When?", "answers": [{"text": "every summer", "answer_start": 16}]}]
+    squad.write_text(json.dumps({"data": [{"title": "Nile", "paragraphs": [
+        {"context": "The Nile floods every summer.", "qas": qas}]}]}))
+    build_from_source("squad", squad, tmp_path / "sq")
+    assert rows(tmp_path / "sq/train.jsonl")[0]["id"] == "squad-0-0-0"
+
+
+def test_rebuild_leaves_no_stale_validation(tmp_path):
+    build_from_source("jsonl", DEMO, tmp_path, validation={"size": 4})
+    assert (tmp_path / "validation.jsonl").exists()
+    report = build_from_source("jsonl", DEMO, tmp_path)
+    assert report["validation"] == 0 and not (tmp_path / "validation.jsonl").exists()
+    assert len(rows(tmp_path / "train.jsonl")) == 40
+
+
+def test_every_row_skipped_is_an_error(tmp_path):
+    path = jsonl_file(tmp_path, [{**GOOD, "title": ""}, {**GOOD, "assistant": " "}])
+    build_from_source("jsonl", DEMO, tmp_path / "out")  # an earlier build there
+    proc = cli("--source", "jsonl", "--path", path, "--output", tmp_path / "out")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "genstruct-train: error: every row was skipped (2 read, skipped {'empty_title': 1, 'empty_answer': 1}): "
+        f"nothing written; see {tmp_path / 'out' / 'report.json'}")
+    assert not (tmp_path / "out/train.jsonl").exists()
+    assert json.loads((tmp_path / "out/report.json").read_text())["written"] == 0
+
+
+def test_non_utf8_input_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + json.dumps({**GOOD, "user": "Caf\u00e9?"}).encode("ascii")
+                     .replace(b"\\u00e9", b"\xe9") + b"\n")
+    proc = cli("--source", "jsonl", "--path", path, "--output", tmp_path / "out")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith(f"genstruct-train: error: {path}:2: not UTF-8 text (invalid")
+    squad = tmp_path / "squad.json"
+    squad.write_bytes(b'{"data": []}\n\xff\n')
+    with pytest.raises(DataError, match=r"squad\.json:2: not UTF-8 text"):
+        build_from_source("squad", squad, tmp_path / "out")
 
 
 def test_unknown_names_list_the_valid_ones(tmp_path):

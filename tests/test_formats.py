@@ -22,7 +22,8 @@ GENSTRUCT_PROMPT = (
     "[[[User]]] "
 )
 GENSTRUCT_COMPLETION = "Does passive transport use ATP?\n[[[Assistant]]] No. It needs no energy, so no ATP is used."
-SYNTH_PROMPT = "<s> <CON> Passive transport needs no energy.\nIt moves substances down a gradient. </CON>\n\n"
+# the reference's cook_read keeps the context's edge whitespace
+SYNTH_PROMPT = "<s> <CON> \nPassive transport needs no energy.\nIt moves substances down a gradient.   </CON>\n\n"
 SYNTH_COMPLETION = "<QUE> Does passive transport use ATP? <ANS> No. It needs no energy, so no ATP is used. </END>"
 TULU_PROMPT = "<|user|>\n Does passive transport use ATP? \n<|assistant|>\n"
 TULU_COMPLETION = "No. It needs no energy, so no ATP is used. \n"
@@ -99,6 +100,7 @@ def test_synthesizer_parse_pairs_and_drops():
         "<QUE> Q4? <QUE> Q5? <ANS> A </END>\n\n"      # two <QUE>
         "<ANS> A6 <QUE> Q6? </END>\n\n"               # <ANS> before <QUE>
         "no markers at all </END>\n\n"                # no <QUE>/<ANS>
+        "Sure! <QUE> Q9? <ANS> A9. </END>\n\n"        # a preamble before <QUE>
         "<QUE> Q7? <ANS> A7. </END>\n\n"
         "<QUE> Q8? <ANS> cut off by the length lim"   # unterminated tail
     )
@@ -106,7 +108,8 @@ def test_synthesizer_parse_pairs_and_drops():
     assert parsed.ok
     assert parsed.pairs == [("Q1?", "A1."), ("Q7?", "A7.")]
     assert parsed.dropped == {"unterminated_pair": 1, "duplicate_question": 1, "empty_question": 1,
-                              "empty_answer": 1, "malformed_pair": 3}
+                              "empty_answer": 1, "repeated_question_marker": 1, "text_before_question": 2,
+                              "malformed_pair": 1}
 
 
 def test_synthesizer_parse_roundtrip_with_eos():
@@ -124,6 +127,8 @@ def test_synthesizer_parse_roundtrip_with_eos():
     ("<QUE> Q? <ANS> </END>", "empty_answer"),
     ("<QUE> Q? <ANS> A <ANS> B </END>", "malformed_pair"),
     ("junk </END>", "malformed_pair"),
+    ("Here are questions: <QUE> Q? <ANS> A </END>", "text_before_question"),
+    ("<QUE> Q? <QUE> R? <ANS> A </END>", "repeated_question_marker"),
 ])
 def test_synthesizer_parse_rejections(text, reason):
     parsed = get_format("synthesizer").parse(text)
@@ -154,10 +159,12 @@ def test_parse_never_raises_on_junk():
             assert parsed.ok == (parsed.reason is None and bool(parsed.pairs))
             assert parsed.ok or parsed.reason
             reasons.add((fmt.name, parsed.reason))
-    # the fuzz reaches every rejection reason
+            reasons.update((fmt.name, r) for r in parsed.dropped)
+    # the fuzz reaches every rejection (or drop) reason
     assert reasons >= {("genstruct", r) for r in ("missing_assistant", "empty_question", "empty_answer")}
     assert reasons >= {("synthesizer", r) for r in ("no_pairs", "unterminated_pair", "malformed_pair",
-                                                     "empty_question", "empty_answer")}
+                                                     "empty_question", "empty_answer", "text_before_question",
+                                                     "repeated_question_marker")}
 
 
 # ---- chat templates with the real Mistral tokenizer ------------------------------------------------
@@ -198,3 +205,89 @@ def test_install_chat_template_needs_bos_and_eos(mistral_tokenizer):
     tok.bos_token = None
     with pytest.raises(GenstructError, match="needs a tokenizer with BOS and EOS"):
         install_chat_template(tok, "genstruct")
+
+
+# ---- the synthesizer format against the reference's rules ------------------------------------------
+# microsoft/LMOps instruction_pretrain/utils/read_compre.py @ 4f2a9deb5f08e459fd44c2e4792344d78ca89fc3,
+# restated as rules (fixtures): cook_read and parse_comprehension (without deduplication).
+
+def reference_cook_read(text: str) -> str:
+    return "<s>" + " <CON> " + text + " </CON>" + "\n\n" if len(text) > 0 else "<s>"
+
+
+def reference_parse(text: str) -> list[tuple[str, str]]:
+    pieces = text.split("</END>")
+    if not text.endswith("</END>"):
+        pieces = pieces[:-1]
+    pairs = []
+    for piece in pieces:
+        parts = piece.split("<ANS>")
+        if len(parts) != 2:
+            continue
+        q, a = parts[0].strip(), parts[1].strip()
+        if not q.startswith("<QUE>") or not a:
+            continue
+        pairs.append((q.replace("<QUE>", "").strip(), a))
+    return pairs
+
+
+@pytest.mark.parametrize("content", [
+    "Plain text.", " leading space", "trailing space ", "\n\nnewlines around\n", "\t tab \t", " ", "",
+])
+def test_synthesizer_prompt_is_reference_cook_read(mistral_tokenizer, content):
+    import copy
+
+    fmt = get_format("synthesizer")
+    example = {"content": content}
+    assert fmt.render_prompt(example) == reference_cook_read(content)
+    tok = copy.deepcopy(mistral_tokenizer)
+    install_chat_template(tok, "synthesizer")
+    rendered = tok.apply_chat_template(fmt.messages(example), tokenize=False)
+    assert rendered == prompt_text(tok, fmt, example) == reference_cook_read(content)
+
+
+def test_synthesizer_prompt_exact_edge_cases():
+    fmt = get_format("synthesizer")
+    assert fmt.render_prompt({"content": ""}) == "<s>"
+    assert fmt.render_prompt({"content": " a \n"}) == "<s> <CON>  a \n </CON>\n\n"
+
+
+def test_synthesizer_parse_matches_reference_on_fuzzed_outputs():
+    """Every pair we keep, the reference keeps (same strings, same order); every pair the reference
+    keeps that we do not is one of our counted stricter drops; every piece the reference rejects, we
+    reject with a reason it shares."""
+    from genstruct_train.formats import SYNTH_REFERENCE_REJECTS, SYNTH_STRICTER_REJECTS
+
+    pieces = ["<QUE>", "<ANS>", "</END>", "\n\n", " ", "Sure! ", "Q?", "q?", "answer", "A.", "x"]
+    rng = random.Random(12)
+    fmt = get_format("synthesizer")
+    stats = {"differ": 0, "reference_pairs": 0, "stricter": 0}
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 16)))
+        if rng.random() < 0.5:  # well-formed pairs with noise around them
+            text = "".join(f"<QUE> {rng.choice(pieces)}Q{rng.randint(0, 3)} <ANS> {rng.choice(pieces)} </END>"
+                           + rng.choice(["\n\n", "", "Sure! "]) for _ in range(rng.randint(1, 4))) + text
+        ref = reference_parse(text)
+        parsed = fmt.parse(text)
+        ours = parsed.pairs
+        it = iter(ref)
+        assert all(pair in it for pair in ours)  # a subsequence of the reference's pairs
+        stricter = sum(parsed.dropped.get(r, 0) for r in SYNTH_STRICTER_REJECTS)
+        assert len(ref) == len(ours) + stricter, (text, ref, parsed)
+        assert set(parsed.dropped) <= set(SYNTH_REFERENCE_REJECTS) | set(SYNTH_STRICTER_REJECTS)
+        stats["differ"] += ours != ref
+        stats["reference_pairs"] += len(ref)
+        stats["stricter"] += stricter
+    # the fuzz exercises both sides: many pairs, and pairs only the reference keeps
+    assert stats == {"differ": 609, "reference_pairs": 2694, "stricter": 667}
+
+
+def test_synthesizer_parse_reference_examples():
+    fmt = get_format("synthesizer")
+    text = "Sure! <QUE> Q1? <ANS> A1. </END>\n\n<QUE> Q2? <ANS> A2. </END>"
+    assert reference_parse(text) == [("Q2?", "A2.")] == fmt.parse(text).pairs
+    # stricter than the reference: it keeps these, we count them
+    assert reference_parse("<QUE> <ANS> A </END>") == [("", "A")]
+    assert fmt.parse("<QUE> <ANS> A </END>").reason == "empty_question"
+    assert reference_parse("<QUE> Q <QUE> R <ANS> A </END>") == [("Q  R", "A")]
+    assert fmt.parse("<QUE> Q <QUE> R <ANS> A </END>").reason == "repeated_question_marker"

@@ -38,13 +38,14 @@ def eos_model(tiny_model_dir, tmp_path_factory):
 
 def test_synthesizer_prompt_chains_earlier_passages_as_demonstrations(mistral_tokenizer):
     first = {"id": "p1", "title": "A", "content": " First passage. "}
-    assert synthesizer.prompt(mistral_tokenizer, first) == "<s> <CON> First passage. </CON>\n\n"
+    # the reference's cook_read keeps the text's edge whitespace
+    assert synthesizer.prompt(mistral_tokenizer, first) == "<s> <CON>  First passage.  </CON>\n\n"
     demos = synthesizer.chain_demos([first, {"id": "p2", "title": "B", "content": "Second."}],
                                     {"p1": [("Q1?", "A1."), ("Q2?", "A2.")]})
     assert demos == [[{"content": " First passage. ", "pairs": [("Q1?", "A1."), ("Q2?", "A2.")]}], []]
     chained = {"id": "p3", "title": "C", "content": "Third.", "demos": demos[0]}
     assert synthesizer.prompt(mistral_tokenizer, chained) == (
-        "<s> <CON> First passage. </CON>\n\n<QUE> Q1? <ANS> A1. </END>\n\n<QUE> Q2? <ANS> A2. </END></s>"
+        "<s> <CON>  First passage.  </CON>\n\n<QUE> Q1? <ANS> A1. </END>\n\n<QUE> Q2? <ANS> A2. </END></s>"
         "<s> <CON> Third. </CON>\n\n")
     # a chained passage carries its own demos forward
     assert synthesizer.chain_demos([chained], {"p3": [("Q3?", "A3.")]}) == [
@@ -55,23 +56,29 @@ def test_synthesizer_prompt_chains_earlier_passages_as_demonstrations(mistral_to
     assert synthesizer.rows(first, "") == ([], "no_pairs")
 
 
-def test_synthesizer_drops_oldest_demonstrations_to_fit_the_context(tiny_model_dir):
+def test_synthesizer_keeps_the_whole_chain_or_none(tiny_model_dir):
+    """As the reference (followed_by_next): the chain of demonstrations is kept whole when the prompt
+    fits, else dropped whole, so that a templified chain is exactly what the model saw."""
     from genstruct_train.generation import load_generator
 
     gen = load_generator(str(tiny_model_dir))
     demos = [{"content": f"Passage number {i} " + "word " * 40, "pairs": [(f"Q{i}?", f"A{i}.")]} for i in range(3)]
     passage = {"id": "p", "title": "T", "content": "Current passage.", "demos": demos}
-    only_last = len(gen.encode_prompt(synthesizer.prompt(gen.tokenizer, {**passage, "demos": demos[2:]})))
-    assert synthesizer._fit_demos(gen, passage, only_last)["demos"] == demos[2:]
-    assert synthesizer._fit_demos(gen, passage, only_last - 1).get("demos") == []
+    whole = len(gen.encode_prompt(synthesizer.prompt(gen.tokenizer, passage)))
+    assert synthesizer._fit_demos(gen, passage, whole)["demos"] == demos
+    assert synthesizer._fit_demos(gen, passage, whole - 1)["demos"] == []
     assert synthesizer._fit_demos(gen, passage, None)["demos"] == demos
     gen.close()
+    assert [list(r) for r in synthesizer.round_slices(5, 2)] == [[0, 1, 2], [3, 4]]  # ceil(N / M) per round
+    assert [list(r) for r in synthesizer.round_slices(7, 3)] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [list(r) for r in synthesizer.round_slices(2, 3)] == [[0], [1], []]
 
 
 def test_synthesizer_end_to_end_two_rounds(eos_model, tmp_path, data_dir):
     out = tmp_path / "synth"
     argv = ["synthesize", "--method", "synthesizer", "--model", str(eos_model), "--limit", "4",
-            "--max-new-tokens", "8", "--synthesizer-rounds", "2", "--output", str(out)]
+            "--max-new-tokens", "8", "--synthesizer-rounds", "2", "--output", str(out),
+            "--allow-format-mismatch"]  # the tiny model carries the genstruct chat template
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     rows, rejected = read_jsonl(out / "synthesized.jsonl"), read_jsonl(out / "rejected.jsonl")

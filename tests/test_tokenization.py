@@ -104,3 +104,31 @@ def test_synthesizer_boundary(built, mistral_tokenizer):
         assert ids[:n] == prompt_ids and prompt_ids[-2:] == [13, 13]  # ' </CON>\n\n'
         assert enc["completion_mask"] == [0] * n + [1] * (len(ids) - n) and ids[-1] == tok.eos_token_id
         assert tok.decode(ids[n:-1]) == f"<QUE> {row['user']} <ANS> {row['assistant']} </END>"
+
+
+def test_synthesizer_multi_pair_boundaries(data_dir, mistral_tokenizer, tmp_path):
+    """Every multi-pair row of ROPES and XQuAD-en (format synthesizer: all pairs of a passage in one
+    sequence): prompt ids = the chat template's ids, mask on exactly completion + EOS, and the
+    masked part decodes to the completion."""
+    import copy
+
+    from genstruct_train.tokenization import install_chat_template
+
+    tok, fmt = copy.deepcopy(mistral_tokenizer), get_format("synthesizer")
+    install_chat_template(tok, fmt)
+    rows = []
+    for name in ("ropes", "xquad-en"):
+        source, path, _ = SETS[name]
+        build_from_source(source, data_dir / path, tmp_path / name, format="synthesizer", name=name)
+        rows += [json.loads(line) for line in (tmp_path / name / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 513 + 240 and sum(len(r["pairs"]) for r in rows) == 10924 + 1187
+    template_ids = tok(tok.apply_chat_template([fmt.messages(r) for r in rows], tokenize=False),
+                       add_special_tokens=False)["input_ids"]
+    completions, bad = [], 0
+    for enc, prompt_ids in zip(tokenize_examples(tok, fmt, rows), template_ids):
+        ids, n = enc["input_ids"], len(prompt_ids)
+        bad += ids[:n] != prompt_ids or enc["completion_mask"] != [0] * n + [1] * (len(ids) - n)
+        bad += ids[-1] != tok.eos_token_id or tok.eos_token_id in ids[:-1] or prompt_ids.count(tok.bos_token_id) != 1
+        completions.append(ids[n:-1])
+    assert bad == 0
+    assert sum(d != r["completion"] for d, r in zip(tok.batch_decode(completions), rows)) == 0

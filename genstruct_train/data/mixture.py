@@ -15,6 +15,21 @@ sources:
   - {type: squad, name: squad-hub, hub: rajpurkar/squad, split: train}
 ```
 
+Plain-text mixtures (`format: text`, for continual pre-training) take `text` sources (JSONL {text}: a raw
+corpus or a `templify` output) and `instruction` sources (JSONL {question, response} -> "{question}
+{response}"), write rows {id, source, text}, and can weigh sources by TOKENS: with `token_ratio` on every
+source, each source keeps a seeded sample of its rows whose tokens (the mixture's tokenizer) make its
+share of the total, as large a total as the scarcest source allows (e.g. instruction-augmented : raw =
+1 : 1 by tokens, as Instruction Pre-Training mixes them):
+
+```yaml
+format: text
+tokenizer: mistral-common
+sources:
+  - {name: instruction-augmented, type: text, path: runs/ipt/templified/train.jsonl, token_ratio: 1}
+  - {name: general-instructions, type: instruction, path: general.jsonl, token_ratio: 1}
+```
+
 Paths: `${VAR}` is replaced by the environment variable, except `${GENSTRUCT_DATA_DIR}`, which
 resolves like `genstruct_train.paths.data_dir()` (the variable, else ../shared/data beside the
 checkout). A relative source path is taken relative to `data_dir` when given, else to the YAML
@@ -32,9 +47,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import GenstructError
 from ..paths import data_dir as shared_data_dir
-from .sources import check_source
+from .sources import QA_SOURCES, TEXT_SOURCES, check_source
 
-BUILD_FORMATS = ("genstruct", "synthesizer")
+BUILD_FORMATS = ("genstruct", "synthesizer", "text")
 
 
 class _Strict(BaseModel):
@@ -50,6 +65,7 @@ class SourceSpec(_Strict):
     name: str | None = None  # defaults to the type; must be unique in a mixture
     weight: float = Field(1.0, gt=0, le=1)
     max_samples: int | None = Field(None, ge=1)
+    token_ratio: float | None = Field(None, gt=0)  # format text: this source's share of the tokens
 
     @field_validator("type")
     @classmethod
@@ -99,6 +115,14 @@ class Mixture(_Strict):
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
             raise ValueError(f"source names must be unique, repeated: {', '.join(dups)} (set 'name:')")
+        allowed = TEXT_SOURCES if self.format == "text" else QA_SOURCES
+        for s in self.sources:
+            if s.type not in allowed:
+                raise ValueError(f"source {s.name!r}: type {s.type!r} does not fit format {self.format!r} "
+                                 f"(its source types: {', '.join(allowed)})")
+        ratios = [s.token_ratio is not None for s in self.sources]
+        if any(ratios) and (self.format != "text" or not all(ratios)):
+            raise ValueError("token_ratio mixes plain text (format: text) and must be given for every source")
         return self
 
 

@@ -2,7 +2,9 @@
 
 Every reader yields, per candidate example (one per question or row), either an example
 `{id, title, content, user, assistant[, answer_start]}` or a `Skip(reason, where)`; a reader never
-drops anything silently. Local nested files (ROPES, SQuAD v1.1) are first flattened into the
+drops anything silently. A missing or null id becomes the row's place in its file (JSONL line number,
+`i-j-k` for data[i].paragraphs[j].qas[k], the hub row index); a file that is not UTF-8 is an error
+naming its first bad line. Local nested files (ROPES, SQuAD v1.1) are first flattened into the
 flat rows of the data sets' hub releases (allenai/ropes, rajpurkar/squad), so local files and hub ids
 go through the same converter.
 
@@ -11,6 +13,8 @@ go through the same converter.
 - squad: title (underscores as spaces: XQuAD's "Super_Bowl_50"), context, question, first answer
   (and its answer_start, checked against the context by the build).
 - jsonl: rows {title, content, user, assistant[, id]}.
+- text: JSONL rows {text[, id]} (raw corpus, or `templify` output) -> plain text {id, text}.
+- instruction: JSONL rows {question, response[, id]} -> plain text "{question} {response}".
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from pathlib import Path
 from ..errors import DataError, GenstructError
 from ..io import iter_jsonl, read_json
 
-SOURCES = ("ropes", "squad", "jsonl")
+SOURCES = ("ropes", "squad", "jsonl", "text", "instruction")
+QA_SOURCES = ("ropes", "squad", "jsonl")  # grounded examples {title, content, user, assistant}
+TEXT_SOURCES = ("text", "instruction")    # plain pre-training text {text}
 
 
 @dataclass
@@ -43,21 +49,49 @@ def check_source(name: str) -> str:
 def read_source(kind: str, path: str | Path | None = None, hub: str | None = None, subset: str | None = None,
                 split: str = "train") -> Iterator[dict | Skip]:
     """Examples (or Skips) of one source, from a local path or a hub dataset id."""
-    convert = {"ropes": _ropes_example, "squad": _squad_example, "jsonl": _jsonl_example}[check_source(kind)]
+    convert = {"ropes": _ropes_example, "squad": _squad_example, "jsonl": _jsonl_example, "text": _text_example,
+               "instruction": _instruction_example}[check_source(kind)]
     rows = _hub_rows(hub, subset, split) if hub else _local_rows(kind, Path(path))
-    for where, row in rows:
-        try:
-            yield convert(row, where)
-        except _Missing as e:
-            yield Skip(f"missing_field:{e.field}", where)
+    try:
+        for where, fallback_id, row in rows:
+            try:
+                example = convert(row, where)
+            except _Missing as e:
+                yield Skip(f"missing_field:{e.field}", where)
+                continue
+            # a missing or null id (never "None"): the row's place in its file (line number, data[i]...)
+            example["id"] = _id_of(row, fallback_id)
+            yield example
+    except UnicodeDecodeError as e:
+        line = None if hub else _first_bad_utf8_line(Path(path))
+        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start} of the line)" if line
+                        else f"not UTF-8 text ({e.reason})", path or hub, line) from None
+
+
+def _id_of(row: dict, fallback: str) -> str:
+    value = row.get("id")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return fallback
+    return str(value)
+
+
+def _first_bad_utf8_line(path: Path) -> int | None:
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return line_no
+    return None
 
 
 # ---- rows ------------------------------------------------------------------------------------------
 
-def _local_rows(kind: str, path: Path) -> Iterator[tuple[str, dict]]:
-    if kind == "jsonl":
+def _local_rows(kind: str, path: Path) -> Iterator[tuple[str, str, dict]]:
+    """(where, fallback id, row) per candidate example."""
+    if kind in ("jsonl", *TEXT_SOURCES):
         for line_no, row in iter_jsonl(path):
-            yield f"{path}:{line_no}", row
+            yield f"{path}:{line_no}", str(line_no), row
         return
     doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
@@ -74,7 +108,7 @@ def _local_rows(kind: str, path: Path) -> Iterator[tuple[str, dict]]:
                 if not isinstance(qa, dict):
                     raise DataError(f"data[{i}].paragraphs[{j}].qas[{k}] is not an object", path)
                 answers = qa.get("answers") if isinstance(qa.get("answers"), list) else []
-                row = {"id": qa.get("id", f"{i}-{j}-{k}"), "question": qa.get("question"),
+                row = {"id": qa.get("id"), "question": qa.get("question"),
                        "answers": {"text": [a.get("text") for a in answers if isinstance(a, dict)],
                                    "answer_start": [a.get("answer_start") for a in answers
                                                     if isinstance(a, dict)]}}
@@ -82,10 +116,10 @@ def _local_rows(kind: str, path: Path) -> Iterator[tuple[str, dict]]:
                     row.update(background=par.get("background"), situation=par.get("situation"))
                 else:
                     row.update(title=article.get("title"), context=par.get("context"))
-                yield f"{path}: data[{i}].paragraphs[{j}].qas[{k}]", row
+                yield f"{path}: data[{i}].paragraphs[{j}].qas[{k}]", f"{i}-{j}-{k}", row
 
 
-def _hub_rows(hub: str, subset: str | None, split: str) -> Iterator[tuple[str, dict]]:
+def _hub_rows(hub: str, subset: str | None, split: str) -> Iterator[tuple[str, str, dict]]:
     """Flat rows of a hub data set (allenai/ropes, rajpurkar/squad, or rows {title, content, user,
     assistant}). Written against datasets 5's load_dataset; not exercised offline by the tests."""
     from datasets import load_dataset
@@ -96,7 +130,7 @@ def _hub_rows(hub: str, subset: str | None, split: str) -> Iterator[tuple[str, d
     except (DatasetsError, OSError, ValueError) as e:  # network, missing data set or split: one clear line
         raise GenstructError(f"cannot load hub dataset {hub!r} (subset={subset}, split={split}): {e}") from None
     for i, row in enumerate(ds):
-        yield f"{hub}[{split}][{i}]", row
+        yield f"{hub}[{split}][{i}]", str(i), row
 
 
 # ---- converters ------------------------------------------------------------------------------------
@@ -126,7 +160,7 @@ def _ropes_example(row: dict, where: str) -> dict:
     background = _text(row, "background")
     situation, question = _text(row, "situation"), _text(row, "question")
     user = "\n\n".join(part for part in (situation, question) if part)
-    return {"id": str(row.get("id")), "title": ropes_title(background), "content": background,
+    return {"title": ropes_title(background), "content": background,
             "user": user, "assistant": _first_answer(row)[0].strip()}
 
 
@@ -136,14 +170,25 @@ def _squad_example(row: dict, where: str) -> dict:
     context = row.get("context")
     if not isinstance(context, str):
         raise _Missing("context")
-    return {"id": str(row.get("id")), "title": _text(row, "title").replace("_", " "), "content": context,
+    return {"title": _text(row, "title").replace("_", " "), "content": context,
             "user": _text(row, "question"), "assistant": answer, "answer_start": start}
 
 
+def _text_example(row: dict, where: str) -> dict:
+    value = row.get("text")
+    if not isinstance(value, str):
+        raise _Missing("text")
+    return {"text": value}
+
+
+def _instruction_example(row: dict, where: str) -> dict:
+    """A general instruction as pre-training text: "{question} {response}" (Instruction Pre-Training's
+    domain-adaptive mix)."""
+    return {"text": f"{_text(row, 'question')} {_text(row, 'response')}"}
+
+
 def _jsonl_example(row: dict, where: str) -> dict:
-    ex = {key: _text(row, key) for key in ("title", "content", "user", "assistant")}
-    ex["id"] = str(row.get("id", where.rsplit(":", 1)[-1]))
-    return ex
+    return {key: _text(row, key) for key in ("title", "content", "user", "assistant")}
 
 
 # ---- ROPES titles ----------------------------------------------------------------------------------
