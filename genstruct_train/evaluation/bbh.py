@@ -68,7 +68,8 @@ def load(data_dir: Path, limit: int | None) -> dict[str, list[dict]]:
     return tasks
 
 
-def predict(ctx: Context) -> list[dict]:
+def build_rows(ctx: Context) -> list[dict]:
+    """Every item's row with its prompt (no generation)."""
     data_files(ctx.data_dir)
     tasks = load(ctx.data_dir, ctx.limit)
     rows = []
@@ -80,8 +81,12 @@ def predict(ctx: Context) -> list[dict]:
                 prompt = chat_prompt(ctx, shots + "\n\nQ: " + ex["input"], "\nA:")
                 rows.append({"id": ex["id"], "setting": setting, "group": task, "prompt": prompt,
                              "gold": ex["target"]})
+    return rows
+
+
+def predict(ctx: Context) -> list[dict]:
     sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS), stop=["\n\n"])
-    return generate_outputs(ctx, rows, sampling)
+    return generate_outputs(ctx, build_rows(ctx), sampling)
 
 
 def score(rows: list[dict]) -> dict:

@@ -51,16 +51,24 @@ def program(row: dict) -> str:
     return f"{gold['prompt']}{row['output']}\n{gold['test']}\ncheck({gold['entry_point']})\n"
 
 
+def build_prompts(ctx: Context, problems: list[dict]) -> list[str]:
+    return [p["prompt"] if ctx.chat_format == "none"
+            else chat_prompt(ctx, CHAT_INSTRUCTION + p["prompt"], chat_answer_prefix=CHAT_ANSWER)
+            for p in problems]
+
+
+def stop_strings(ctx: Context) -> list[str]:
+    return STOP + (CHAT_STOP if ctx.chat_format != "none" else [])
+
+
 def predict(ctx: Context) -> list[dict]:
     problems = load(ctx.data_dir, ctx.limit)
     n = ctx.options.get("codex_samples") or (LIMITED_SAMPLES if ctx.limit is not None else SAMPLES)
-    prompts = [p["prompt"] if ctx.chat_format == "none"
-               else chat_prompt(ctx, CHAT_INSTRUCTION + p["prompt"], chat_answer_prefix=CHAT_ANSWER)
-               for p in problems]
+    prompts = build_prompts(ctx, problems)
     rows = []
     for setting, spec in SETTINGS.items():
         sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS), temperature=spec["temperature"],
-                                  top_p=TOP_P, n=n, stop=STOP + (CHAT_STOP if ctx.chat_format != "none" else []),
+                                  top_p=TOP_P, n=n, stop=stop_strings(ctx),
                                   seed=ctx.options.get("seed", 0))
         outputs = ctx.generator.generate(prompts, sampling)
         for problem, prompt, outs in zip(problems, prompts, outputs):

@@ -69,15 +69,15 @@ def data_files(data_dir: Path) -> list[Path]:
     return [require(data_dir / "eval" / "gsm8k" / "test.jsonl", "GSM8K test set")]
 
 
-def load(data_dir: Path, limit: int | None) -> list[dict]:
-    """open-instruct's 200 seeded test questions (cut to `limit`) with the gold number (after '####',
-    thousands separators removed)."""
+def load(data_dir: Path, limit: int | None, questions: int | None = DEFAULT_QUESTIONS) -> list[dict]:
+    """open-instruct's seeded draw of `questions` test questions (all, in file order, when None), cut
+    to `limit`, with the gold number (after '####', thousands separators removed)."""
     (path,) = data_files(data_dir)
     rows = []
     for line_no, row in iter_jsonl(path):
         gold = row["answer"].split("####")[-1].strip().replace(",", "")
         rows.append({"id": f"gsm8k-{line_no - 1}", "question": row["question"], "gold": gold})
-    chosen = reference_sample(random.Random(REFERENCE_SEED), len(rows), DEFAULT_QUESTIONS)
+    chosen = reference_sample(random.Random(REFERENCE_SEED), len(rows), questions)
     return [rows[i] for i in limited(chosen, limit)]
 
 
@@ -87,16 +87,21 @@ def prefix(setting: str) -> str:
     return "Answer the following questions.\n\n" + "\n\n".join(shots) + "\n\n"
 
 
-def predict(ctx: Context) -> list[dict]:
+def build_rows(ctx: Context) -> list[dict]:
+    """Every item's row with its prompt (no generation)."""
     questions = load(ctx.data_dir, ctx.limit)
     rows = []
     for setting in SETTINGS:
         for q in questions:
             prompt = chat_prompt(ctx, prefix(setting) + "Question: " + q["question"].strip(), "\nAnswer:")
             rows.append({"id": q["id"], "setting": setting, "group": setting, "prompt": prompt, "gold": q["gold"]})
+    return rows
+
+
+def predict(ctx: Context) -> list[dict]:
     sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS),
                               stop=["\n"] if ctx.chat_format == "none" else [])
-    return generate_outputs(ctx, rows, sampling)
+    return generate_outputs(ctx, build_rows(ctx), sampling)
 
 
 def score(rows: list[dict]) -> dict:

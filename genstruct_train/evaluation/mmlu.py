@@ -25,9 +25,17 @@ def data_files(data_dir: Path) -> list[Path]:
     return sorted(root.glob("dev/*_dev.csv")) + sorted(root.glob("test/*_test.csv"))
 
 
+# open-instruct reads the CSVs with pandas.read_csv(header=None), whose default NA strings become NaN and
+# print as "nan" in its prompts: on the shared data, 10 answer options "None" (e.g.
+# college_mathematics_test.csv row 9) read "nan" there; no other cell differs from the csv module's.
+PANDAS_NA = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+
 def read_csv(path: Path) -> list[list[str]]:
     with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
+        rows = [[("nan" if j < 5 and cell in PANDAS_NA else cell) for j, cell in enumerate(row)]
+                for row in csv.reader(f)]
     for i, row in enumerate(rows, 1):
         if len(row) != 6 or row[5] not in CHOICES:
             raise DataError("expected question,A,B,C,D,answer with answer in A-D", path, i)
@@ -61,7 +69,8 @@ def build_prompt(ctx: Context, subject: str, dev: list[list[str]], row: list[str
         k -= 1
 
 
-def predict(ctx: Context) -> list[dict]:
+def build_rows(ctx: Context) -> list[dict]:
+    """Every question's row with its prompt (no model call)."""
     data_files(ctx.data_dir)
     context = getattr(ctx.generator, "context_length", None)
     budget = min(PROMPT_BUDGET, context - 2) if context else PROMPT_BUDGET  # fit BOS + the answer in a small model
@@ -74,6 +83,11 @@ def predict(ctx: Context) -> list[dict]:
                 prompt, used = build_prompt(ctx, subject, dev, row, shots, budget)
                 rows.append({"id": f"{subject}-{i}", "setting": setting, "group": subject, "shots": used,
                              "prompt": prompt, "gold": row[5]})
+    return rows
+
+
+def predict(ctx: Context) -> list[dict]:
+    rows = build_rows(ctx)
     logprobs = ctx.generator.next_token_logprobs([r["prompt"] for r in rows], [" " + c for c in CHOICES])
     for row, scores in zip(rows, logprobs):
         row["output"] = dict(zip(CHOICES, scores))

@@ -107,16 +107,21 @@ def build_prompt(ctx: Context, lang: str, setting: str, shot: dict, ex: dict) ->
     return chat_prompt(ctx, instruction + "\n\n" + demo + "\n\n" + query, a_label)
 
 
-def predict(ctx: Context) -> list[dict]:
+def build_rows(ctx: Context) -> list[dict]:
+    """Every item's row with its prompt (no generation)."""
     rows = []
     for setting in SETTINGS:
         for lang, (shot, examples) in load(ctx.data_dir, ctx.limit).items():
             for ex in examples:
                 rows.append({"id": ex["id"], "setting": setting, "group": lang,
                              "prompt": build_prompt(ctx, lang, setting, shot, ex), "gold": ex["answers"]})
+    return rows
+
+
+def predict(ctx: Context) -> list[dict]:
     sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS),
                               stop=["\n"] if ctx.chat_format == "none" else [])
-    return generate_outputs(ctx, rows, sampling)
+    return generate_outputs(ctx, build_rows(ctx), sampling)
 
 
 def score(rows: list[dict]) -> dict:
