@@ -98,3 +98,16 @@ def test_mmlu_prompts(data_dir, tiny_generator, chat_format):
 def test_mmlu_reads_none_options_as_pandas_does(data_dir):
     rows = mmlu.read_csv(data_dir / "eval" / "mmlu" / "test" / "college_mathematics_test.csv")
     assert "nan" in rows[8][1:5]
+
+
+def test_self_instruct_filters_decide_on_capitalized_text():
+    """yizhongw/self-instruct 0b26cca bootstrap_instructions.py: `inst.strip().capitalize()` before the
+    rules, so other casings of "Write a program" are rejected there; kept text keeps its casing here."""
+    from genstruct_train.synthesis import self_instruct
+
+    assert self_instruct.rejection("Write a program that adds two numbers") == "write_a_program"
+    assert self_instruct.rejection("write a Program that adds two numbers") == "write_a_program"
+    assert self_instruct.rejection("WRITE A PROGRAM THAT ADDS TWO NUMBERS") == "write_a_program"
+    assert self_instruct.rejection("Write a programme for the school fair") == "write_a_program"  # a prefix
+    assert self_instruct.split_candidates(" write A Program to add\n2. Name a BIG planet", "eos") == [
+        ("Write A Program to add", "write_a_program"), ("Name a BIG planet", None)]
