@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 # Published rows, shown marked as such and never mixed with measured ones.
 REFERENCE_ROWS = [
-    {"model": "Self-Instruct 13B (open-instruct, published)", "MMLU 0-shot": 30.3, "MMLU 5-shot": 32.3,
+    {"model": "Self-Instruct 13B (open-instruct, published)",
+     "downstream recipe": "camels: LLaMA-13B full fine-tune, open-instruct finetune settings (lr 2e-5)",
+     "MMLU 0-shot": 30.3, "MMLU 5-shot": 32.3,
      "GSM Direct": 4.5, "GSM CoT": 9.0, "BBH Direct": 33.6, "BBH CoT": 29.6, "TydiQA GP": 40.4,
      "TydiQA CB": 9.3, "Codex pass@1": 8.6, "Codex pass@10": 13.4, "AlpacaFarm win rate": 6.8, "Average": 18.7},
 ]
@@ -242,12 +244,14 @@ def run_experiment(config_path: str | Path, output_dir: str | Path) -> dict:
     # downstream training on each set, then the same benchmarks on each model and the base
     spec = exp.downstream
     to_eval = {"base (untrained)": (base, base_key)}
+    recipes = {"base (untrained)": "none (untrained base)"}
     for name, (set_file, set_key) in set_files.items():
         key = stage_key(spec.model_dump(), upstream=[set_key, base_key], files=[_recipe_path(spec.recipe)])
         d, _ = stages.run(f"downstream-{name}", key, lambda d, f=set_file: run_command(
             _train_command(spec, {"model_name_or_path": base, "dataset_path": f,
                                   "output_dir": d / "model", "seed": exp.seed}), d / "log.txt", env))
         to_eval[name] = (str(d / "model"), key)
+        recipes[name] = recipe_label(spec)
     summaries = {}
     for label, (model, model_key) in to_eval.items():
         raw = {"benchmarks": exp.eval.benchmarks, "limit": exp.eval.limit, "backend": exp.backend, **exp.eval.args}
@@ -262,7 +266,7 @@ def run_experiment(config_path: str | Path, output_dir: str | Path) -> dict:
     run_command(_cli("report", *map(str, synth_dirs.values()), "--names", ",".join(synth_dirs), "--output",
                      str(out / "report")), out / "report.log", env)
     empty = [name for name, n in available.items() if not n]
-    rows = write_table(out, summaries, empty)
+    rows = write_table(out, summaries, empty, recipes)
     plot(out / "plot.png", summaries)
     data_files = [f for f, _ in set_files.values()] + [
         v for m in exp.methods for v in m.args.values() if isinstance(v, str) and Path(v).is_file()]
@@ -273,17 +277,28 @@ def run_experiment(config_path: str | Path, output_dir: str | Path) -> dict:
     return {"table": rows, "stages": stages.events, "set_size": size}
 
 
-def write_table(out: Path, summaries: dict[str, dict], empty: list[str] = ()) -> list[dict]:
-    """table.csv and table.md; `empty` methods yielded no instruction, so no model was trained on them."""
+def recipe_label(spec: TrainSpec) -> str:
+    """Which downstream recipe (and overrides) trained a measured row's model."""
+    label = spec.recipe
+    if spec.overrides:
+        label += " (" + ", ".join(f"{k}={v}" for k, v in spec.overrides.items()) + ")"
+    return label
+
+
+def write_table(out: Path, summaries: dict[str, dict], empty: list[str] = (),
+                recipes: dict[str, str] | None = None) -> list[dict]:
+    """table.csv and table.md; `empty` methods yielded no instruction, so no model was trained on them;
+    `recipes` names the downstream recipe of each measured row (the camels rows: full fine-tune, lr 2e-5)."""
     from .evaluation import COLUMNS
 
     columns = (*COLUMNS, "Average")
-    measured = [{"model": label, "kind": "measured", **{c: s.get(c) for c in columns}}
-                for label, s in summaries.items()]
+    recipes = recipes or {}
+    measured = [{"model": label, "kind": "measured", "downstream recipe": recipes.get(label),
+                 **{c: s.get(c) for c in columns}} for label, s in summaries.items()]
     measured += [{"model": name, "kind": "measured: no data (0 instructions synthesized)"} for name in empty]
     reference = [{**r, "kind": "published reference"} for r in REFERENCE_ROWS]
     rows = measured + reference
-    header = ["model", "kind", *columns]
+    header = ["model", "kind", "downstream recipe", *columns]
     with open(out / "table.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)
         writer.writeheader()

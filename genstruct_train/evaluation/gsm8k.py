@@ -1,19 +1,36 @@
 """GSM8K (open-instruct settings): 8-shot with the chain-of-thought paper's exemplars, direct and
-CoT, the first 200 test questions by default, greedy, 512 new tokens, stop at a newline (no stop
-string with a chat format), exact match of the last number in the output."""
+CoT, 200 test questions drawn like open-instruct (`random.seed(42)`, `random.sample(test, 200)`, in
+the order drawn), greedy, 512 new tokens, stop at a newline (no stop string with a chat format),
+exact match of the last number in the output. The direct exemplars say "Quesion:", a typo the
+published GSM Direct numbers were produced with. Reference: allenai/open-instruct eval/gsm/run_eval.py
+and eval/gsm/examplars.py at f7f3d3f172bac4fae9e5467a836013f3a70dba0a."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from ..generation import SamplingParams
 from ..io import iter_jsonl
-from .common import Context, chat_prompt, exact_match, generate_outputs, last_number, mean, require
+from .common import (
+    REFERENCE_SEED,
+    Context,
+    chat_prompt,
+    exact_match,
+    generate_outputs,
+    last_number,
+    limited,
+    mean,
+    reference_sample,
+    require,
+)
 
 NAME = "gsm8k"
 SETTINGS = ("direct", "cot")
 DEFAULT_QUESTIONS = 200
 MAX_NEW_TOKENS = 512
+# open-instruct eval/gsm/run_eval.py (f7f3d3f): "Quesion: " in the direct (no_cot) exemplars only
+DIRECT_QUESTION_LABEL, COT_QUESTION_LABEL = "Quesion: ", "Question: "
 
 # The 8 exemplars of Table 20 of the chain-of-thought paper (Wei et al. 2022), as open-instruct uses them.
 EXEMPLARS = [
@@ -52,33 +69,39 @@ def data_files(data_dir: Path) -> list[Path]:
     return [require(data_dir / "eval" / "gsm8k" / "test.jsonl", "GSM8K test set")]
 
 
-def load(data_dir: Path, limit: int | None) -> list[dict]:
-    """Test questions with the gold number (after '####', thousands separators removed)."""
+def load(data_dir: Path, limit: int | None, questions: int | None = DEFAULT_QUESTIONS) -> list[dict]:
+    """open-instruct's seeded draw of `questions` test questions (all, in file order, when None), cut
+    to `limit`, with the gold number (after '####', thousands separators removed)."""
     (path,) = data_files(data_dir)
     rows = []
     for line_no, row in iter_jsonl(path):
-        if len(rows) == (limit if limit is not None else DEFAULT_QUESTIONS):
-            break
         gold = row["answer"].split("####")[-1].strip().replace(",", "")
         rows.append({"id": f"gsm8k-{line_no - 1}", "question": row["question"], "gold": gold})
-    return rows
+    chosen = reference_sample(random.Random(REFERENCE_SEED), len(rows), questions)
+    return [rows[i] for i in limited(chosen, limit)]
 
 
 def prefix(setting: str) -> str:
-    shots = [f"Question: {q}\nAnswer: {cot if setting == 'cot' else short}" for q, cot, short in EXEMPLARS]
+    label = COT_QUESTION_LABEL if setting == "cot" else DIRECT_QUESTION_LABEL
+    shots = [f"{label}{q}\nAnswer: {cot if setting == 'cot' else short}" for q, cot, short in EXEMPLARS]
     return "Answer the following questions.\n\n" + "\n\n".join(shots) + "\n\n"
 
 
-def predict(ctx: Context) -> list[dict]:
+def build_rows(ctx: Context) -> list[dict]:
+    """Every item's row with its prompt (no generation)."""
     questions = load(ctx.data_dir, ctx.limit)
     rows = []
     for setting in SETTINGS:
         for q in questions:
             prompt = chat_prompt(ctx, prefix(setting) + "Question: " + q["question"].strip(), "\nAnswer:")
             rows.append({"id": q["id"], "setting": setting, "group": setting, "prompt": prompt, "gold": q["gold"]})
+    return rows
+
+
+def predict(ctx: Context) -> list[dict]:
     sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS),
                               stop=["\n"] if ctx.chat_format == "none" else [])
-    return generate_outputs(ctx, rows, sampling)
+    return generate_outputs(ctx, build_rows(ctx), sampling)
 
 
 def score(rows: list[dict]) -> dict:

@@ -1,8 +1,10 @@
 """MMLU (open-instruct settings): 57 subjects, 0-shot and 5-shot (the first dev examples; shots
-dropped one by one until the prompt fits the model's context), all test questions by default.
-The prediction is the choice among " A", " B", " C", " D" with the highest log-probability as the
-next token (`Generator.loglikelihood`). Accuracy per subject, over all questions (the camels
-table's number, open-instruct's `average_acc`) and as the macro mean over subjects."""
+dropped one by one while the prompt, counted without special tokens, is over 2048 tokens), all test
+questions by default. The prediction is the choice among " A", " B", " C", " D" whose token is the
+most likely next token, read from ONE forward pass per prompt (`Generator.next_token_logprobs`).
+Accuracy per subject, over all questions (the camels table's number, open-instruct's `average_acc`)
+and as the macro mean over subjects. Reference: allenai/open-instruct eval/mmlu/run_eval.py and
+eval/utils.py get_next_word_predictions at f7f3d3f172bac4fae9e5467a836013f3a70dba0a."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from .common import Context, chat_prompt, group_means, limited, mean, require
 NAME = "mmlu"
 SETTINGS = {"0shot": 0, "5shot": 5}
 CHOICES = ("A", "B", "C", "D")
-DEFAULT_CONTEXT = 2048  # open-instruct's prompt budget, used when the backend does not know the model's
+PROMPT_BUDGET = 2048  # open-instruct: tokenizer(prompt, add_special_tokens=False) at most 2048 ids
 
 
 def data_files(data_dir: Path) -> list[Path]:
@@ -23,9 +25,17 @@ def data_files(data_dir: Path) -> list[Path]:
     return sorted(root.glob("dev/*_dev.csv")) + sorted(root.glob("test/*_test.csv"))
 
 
+# open-instruct reads the CSVs with pandas.read_csv(header=None), whose default NA strings become NaN and
+# print as "nan" in its prompts: on the shared data, 10 answer options "None" (e.g.
+# college_mathematics_test.csv row 9) read "nan" there; no other cell differs from the csv module's.
+PANDAS_NA = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+
 def read_csv(path: Path) -> list[list[str]]:
     with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
+        rows = [[("nan" if j < 5 and cell in PANDAS_NA else cell) for j, cell in enumerate(row)]
+                for row in csv.reader(f)]
     for i, row in enumerate(rows, 1):
         if len(row) != 6 or row[5] not in CHOICES:
             raise DataError("expected question,A,B,C,D,answer with answer in A-D", path, i)
@@ -54,15 +64,16 @@ def build_prompt(ctx: Context, subject: str, dev: list[list[str]], row: list[str
     while True:
         user = header(subject) + "".join(format_example(d, True) for d in dev[:k]) + format_example(row, False)
         prompt = chat_prompt(ctx, user, "", chat_answer_prefix="The answer is:")
-        if k == 0 or ctx.count_tokens(prompt) <= budget:
+        if k == 0 or len(ctx.generator.encode_continuation(prompt)) <= budget:
             return prompt, k
         k -= 1
 
 
-def predict(ctx: Context) -> list[dict]:
+def build_rows(ctx: Context) -> list[dict]:
+    """Every question's row with its prompt (no model call)."""
     data_files(ctx.data_dir)
     context = getattr(ctx.generator, "context_length", None)
-    budget = context - 1 if context else DEFAULT_CONTEXT  # leave room for the answer token
+    budget = min(PROMPT_BUDGET, context - 2) if context else PROMPT_BUDGET  # fit BOS + the answer in a small model
     rows = []
     for setting, shots in SETTINGS.items():
         for subject in subjects(ctx.data_dir):
@@ -72,10 +83,14 @@ def predict(ctx: Context) -> list[dict]:
                 prompt, used = build_prompt(ctx, subject, dev, row, shots, budget)
                 rows.append({"id": f"{subject}-{i}", "setting": setting, "group": subject, "shots": used,
                              "prompt": prompt, "gold": row[5]})
-    requests = [(r["prompt"], " " + c) for r in rows for c in CHOICES]
-    logprobs = ctx.generator.loglikelihood(requests)
-    for i, row in enumerate(rows):
-        row["output"] = dict(zip(CHOICES, logprobs[4 * i: 4 * i + 4]))
+    return rows
+
+
+def predict(ctx: Context) -> list[dict]:
+    rows = build_rows(ctx)
+    logprobs = ctx.generator.next_token_logprobs([r["prompt"] for r in rows], [" " + c for c in CHOICES])
+    for row, scores in zip(rows, logprobs):
+        row["output"] = dict(zip(CHOICES, scores))
     return rows
 
 

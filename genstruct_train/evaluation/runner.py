@@ -52,9 +52,9 @@ def model_provenance(model: str, adapter: str | None, backend: str) -> dict:
     return info
 
 
-def _score(module, rows: list[dict], workers: int) -> dict:
+def _score(module, rows: list[dict], workers: int, allow_unisolated: bool = False) -> dict:
     if module.NAME == "codex_humaneval":
-        return module.score(rows, workers=workers)
+        return module.score(rows, workers=workers, allow_unisolated=allow_unisolated)
     return module.score(rows)
 
 
@@ -71,7 +71,8 @@ def run_benchmarks(model, benchmarks, output_dir, *, limit: int | None = None, b
                    adapter: str | None = None, generator_options: dict | None = None,
                    judge: str | None = None, judge_backend: str = "hf", judge_options: dict | None = None,
                    judge_method: str = "generate", judge_chat_format: str = "none",
-                   codex_samples: int | None = None, sandbox_workers: int = 2, seed: int = 0) -> dict:
+                   codex_samples: int | None = None, sandbox_workers: int = 2, seed: int = 0,
+                   alpaca_both_orders: bool = False, allow_unisolated: bool = False) -> dict:
     """Evaluate `model` (a checkpoint path / hub id / served name, or an already loaded Generator) on
     `benchmarks` and write DIR/<benchmark>/{predictions.jsonl,metrics.json} and DIR/summary.json.
     Returns the summary row."""
@@ -84,6 +85,10 @@ def run_benchmarks(model, benchmarks, output_dir, *, limit: int | None = None, b
         raise GenstructError(f"--limit must be at least 1, got {limit}")
     if "alpaca_farm" in names and judge is None:
         raise GenstructError("alpaca_farm needs a judge model: pass --judge (and --judge-backend)")
+    if "codex_humaneval" in names:  # before loading a model: refuse when model code cannot be isolated
+        from .sandbox import require_isolation
+
+        require_isolation(allow_unisolated)
     root = resolve_data_dir(data_dir)
     data = {name: benchmark_module(name).data_files(root) for name in names}  # fail before loading a model
     output_dir = Path(output_dir)
@@ -95,7 +100,7 @@ def run_benchmarks(model, benchmarks, output_dir, *, limit: int | None = None, b
     ctx = Context(generator=generator, data_dir=root, limit=limit, chat_format=chat_format,
                   max_new_tokens=max_new_tokens,
                   options={"judge_method": judge_method, "judge_chat_format": judge_chat_format,
-                           "codex_samples": codex_samples, "seed": seed})
+                           "codex_samples": codex_samples, "seed": seed, "alpaca_both_orders": alpaca_both_orders})
     settings = {"limit": limit, "chat_format": chat_format, "max_new_tokens": max_new_tokens, "seed": seed}
     try:
         for name in names:
@@ -105,7 +110,7 @@ def run_benchmarks(model, benchmarks, output_dir, *, limit: int | None = None, b
             if name == "alpaca_farm":
                 ctx.judge = load_generator(judge, judge_backend, **(judge_options or {}))
                 extra = {"judge": {"model": judge, "backend": judge_backend, "method": judge_method,
-                                   "chat_format": judge_chat_format,
+                                   "chat_format": judge_chat_format, "both_orders": alpaca_both_orders,
                                    "options": {k: v for k, v in (judge_options or {}).items() if k != "api_key"}}}
             elif name == "codex_humaneval":
                 extra = {"codex_samples": codex_samples, "sandbox_workers": sandbox_workers}
@@ -115,7 +120,7 @@ def run_benchmarks(model, benchmarks, output_dir, *, limit: int | None = None, b
                 if ctx.judge is not None:
                     ctx.judge.close()
                     ctx.judge = None
-            metrics = _score(module, rows, sandbox_workers)
+            metrics = _score(module, rows, sandbox_workers, allow_unisolated)
             metrics.update(settings={**settings, **extra}, model=model_info, data=provenance(data[name]),
                            seconds=round(time.perf_counter() - start, 2))
             _write(output_dir, name, rows, metrics)
@@ -138,14 +143,44 @@ def read_predictions(path: str | Path) -> list[dict]:
     return rows
 
 
-def rescore(benchmark: str, predictions: str | Path, output_dir, sandbox_workers: int = 2) -> dict:
+def detect_benchmark(rows: list[dict]) -> str | None:
+    """The benchmark that wrote these prediction rows, from their settings and ids (files written
+    before metrics named their benchmark carry nothing else); None when they fit none."""
+    settings = {r["setting"] for r in rows}
+    if settings <= {"direct", "cot"}:
+        return "gsm8k" if all(str(r["id"]).startswith("gsm8k-") for r in rows) else "bbh"
+    for name, known in (("mmlu", {"0shot", "5shot"}), ("codex_humaneval", {"pass@1", "pass@10"}),
+                        ("tydiqa", {"gold_passage", "closed_book"}), ("alpaca_farm", {"win_rate"})):
+        if settings <= known:
+            return name
+    return None
+
+
+def rescore(benchmark: str, predictions: str | Path, output_dir, sandbox_workers: int = 2,
+            allow_unisolated: bool = False) -> dict:
     """Score saved predictions again (answers re-extracted from the raw outputs) into output_dir.
-    Settings, model and data provenance are carried over from a metrics.json beside the file."""
+    Settings, model and data provenance are carried over from a metrics.json beside the file.
+    Predictions of another benchmark are refused, naming both."""
     module = benchmark_module(benchmark)
     rows = read_predictions(predictions)
-    metrics = _score(module, rows, sandbox_workers)
     beside = Path(predictions).with_name("metrics.json")
     original = read_json(beside) if beside.exists() else {}
+    detected = detect_benchmark(rows)
+    if original.get("benchmark") not in (None, detected):
+        detected = original["benchmark"]
+    if detected != benchmark:
+        found = f"{detected} predictions" if detected else "predictions of no known benchmark"
+        raise DataError(f"{found} (settings {', '.join(sorted({str(r['setting']) for r in rows}))}), "
+                        f"not {benchmark}: rescore them with --benchmarks {detected or '<the right one>'}",
+                        predictions)
+    if module.NAME == "codex_humaneval":
+        from .sandbox import require_isolation
+
+        require_isolation(allow_unisolated)
+    try:
+        metrics = _score(module, rows, sandbox_workers, allow_unisolated)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise DataError(f"rows do not fit {benchmark} ({type(e).__name__}: {e})", predictions) from None
     for key in ("settings", "model", "data"):
         if key in original:
             metrics[key] = original[key]
@@ -202,6 +237,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (HumanEval)")
     parser.add_argument("--codex-samples", type=int, help="samples per HumanEval problem (default 20; 10 with --limit)")
     parser.add_argument("--sandbox-workers", type=int, default=2, help="HumanEval programs run at a time")
+    parser.add_argument("--allow-unisolated-code", action="store_true",
+                        help="HumanEval: run model code even when the sandbox cannot isolate it (no user, mount "
+                             "and network namespaces on this machine): resource limits only, as the calling user")
     j = parser.add_argument_group("alpaca_farm judge")
     j.add_argument("--judge", help="judge model: checkpoint / hub id, or the served name for an openai endpoint")
     j.add_argument("--judge-backend", default="hf", help="generation backend of the judge (hf, vllm, openai)")
@@ -211,6 +249,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="openai backend: post judge prompts to /v1/chat/completions (the server's chat template)")
     j.add_argument("--judge-method", choices=("generate", "loglikelihood"), default="generate")
     j.add_argument("--judge-chat-format", choices=CHAT_FORMATS, default="none")
+    j.add_argument("--alpaca-both-orders", action="store_true",
+                   help="judge every instruction in both orders (default: alpaca_eval's one seeded order)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -218,7 +258,8 @@ def run(args: argparse.Namespace) -> int:
     if args.predictions:
         if len(names) != 1:
             raise GenstructError("--predictions rescores one benchmark: pass exactly one in --benchmarks")
-        summary = rescore(names[0], args.predictions, args.output, args.sandbox_workers)
+        summary = rescore(names[0], args.predictions, args.output, args.sandbox_workers,
+                          args.allow_unisolated_code)
     else:
         if not args.model:
             raise GenstructError("pass --model (to evaluate) or --predictions (to rescore)")
@@ -232,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
             data_dir=args.data_dir, max_new_tokens=args.max_new_tokens, adapter=args.adapter,
             generator_options=options, judge=args.judge, judge_backend=args.judge_backend,
             judge_options=judge_options, judge_method=args.judge_method, judge_chat_format=args.judge_chat_format,
-            codex_samples=args.codex_samples, sandbox_workers=args.sandbox_workers, seed=args.seed)
+            codex_samples=args.codex_samples, sandbox_workers=args.sandbox_workers, seed=args.seed,
+            alpaca_both_orders=args.alpaca_both_orders, allow_unisolated=args.allow_unisolated_code)
     print(f"summary: {format_columns({c: summary[c] for c in (*COLUMNS, 'Average')})}")
     print(f"wrote {Path(args.output) / 'summary.json'}")
     return 0

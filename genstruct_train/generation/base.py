@@ -68,6 +68,17 @@ class Generator(ABC):
     @abstractmethod
     def loglikelihood(self, requests: list[tuple[str, str]], progress: bool = True) -> list[float]: ...
 
+    def next_token_logprobs(self, prompts: list[str], candidates: list[str], progress: bool = True
+                            ) -> list[list[float]]:
+        """For each prompt, the log-probability of each candidate as what comes next (multiple-choice
+        letters). Here: `loglikelihood` of each candidate (len(candidates) requests per prompt).
+        Backends that can score one next token override it with ONE forward pass per prompt, reading
+        the candidates' last tokens (`encode_continuation(c)[-1]`, open-instruct's choice of id);
+        the two agree when each candidate is a single token."""
+        scores = self.loglikelihood([(p, c) for p in prompts for c in candidates], progress=progress)
+        k = len(candidates)
+        return [scores[i * k:(i + 1) * k] for i in range(len(prompts))]
+
     def close(self) -> None:
         """Free the model (and any server or worker)."""
 

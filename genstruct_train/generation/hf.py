@@ -170,5 +170,29 @@ class HFGenerator(Generator):
         bar.close()
         return scores
 
+    def next_token_logprobs(self, prompts: list[str], candidates: list[str], progress: bool = True
+                            ) -> list[list[float]]:
+        """One forward pass per prompt: log-softmax of the last position, at each candidate's last token."""
+        import torch
+        from tqdm.auto import tqdm
+
+        ids = [self.encode_continuation(c)[-1] for c in candidates]
+        limit = self.context_length
+        encoded = [self.encode_prompt(p)[-limit:] if limit else self.encode_prompt(p) for p in prompts]
+        scores: list[list[float]] = [[] for _ in prompts]
+        bar = tqdm(total=len(prompts), unit="prompt", desc="next token", disable=not progress)
+        for batch in self._batches(sorted(range(len(prompts)), key=lambda i: -len(encoded[i])),
+                                   [len(e) for e in encoded]):
+            input_ids, mask = self._pad([encoded[i] for i in batch], left=True)
+            with torch.inference_mode():
+                logits = self.model(input_ids=input_ids, attention_mask=mask, logits_to_keep=1,
+                                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+            logp = torch.log_softmax(logits[:, -1].float(), dim=-1)[:, ids].tolist()
+            for row, i in enumerate(batch):
+                scores[i] = logp[row]
+            bar.update(len(batch))
+        bar.close()
+        return scores
+
     def close(self) -> None:
         self.model = None

@@ -7,7 +7,8 @@ fsynced commits, a killed run redoes only its uncommitted chunk):
                 seeds + 2 machine-generated once there are any), the model continues at "9.". Candidates
                 are split on "\\nN. " and filtered as the paper's code does: 4-150 words; no blacklisted
                 keyword (image(s), graph(s), picture(s), file(s), map(s), draw, plot, go to); not
-                "Write a program..."; not starting with punctuation or a non-ASCII character; a
+                "Write a program..." (rules applied to str.capitalize()'d text, as the paper's code);
+                not starting with punctuation or a non-ASCII character; a
                 response cut by the token limit is dropped whole; ROUGE-L F1 > 0.7 against any seed or
                 kept instruction rejects (one vectorised pass per candidate over the kept set).
 2. classify/    "Is it classification?" few-shot (demonstrations: seed tasks with their labels), greedy.
@@ -71,7 +72,13 @@ def encode_prompt(instructions: list[str]) -> str:
 
 
 def rejection(inst: str) -> str | None:
-    """The paper's per-instruction rules (ROUGE-L aside): None when the instruction passes."""
+    """The paper's per-instruction rules (ROUGE-L aside): None when the instruction passes. Decided on
+    `inst.capitalize()` as the reference does (yizhongw/self-instruct 0b26cca,
+    self_instruct/bootstrap_instructions.py post_process_gpt3_response), so "write a Program ..." and
+    "WRITE A PROGRAM ..." are "Write a program ..." there and here. Deliberate difference: a kept
+    instruction keeps its own casing (only its first letter upper-cased), where the reference stores
+    the capitalize()d text (the rest lower-cased)."""
+    inst = inst.capitalize()
     n = len(inst.split())
     if n <= 3 or n > 150:
         return "length"
