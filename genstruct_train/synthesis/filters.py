@@ -488,7 +488,6 @@ def filter_dir(input_dir: str | Path, spec: str, output_dir: str | Path) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m genstruct_train.synthesis.filters",
                                      description="filter a synthesized set (see the module docstring for SPEC)")
@@ -496,13 +495,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filters", required=True, help="e.g. format,length,exact-dedup,grounding:threshold=0.5")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         report = filter_dir(args.input, args.filters, args.output)
-    except GenstructError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"filters: {report['read']} rows -> {report['kept']} kept; removed {report['removed']} -> {args.output}")
-    return 0
+        print(f"filters: {report['read']} rows -> {report['kept']} kept; removed {report['removed']} -> {args.output}")
+        return 0
+
+    from ..guard import guarded
+
+    return guarded("filters", run, lock=args.output)
 
 
 if __name__ == "__main__":

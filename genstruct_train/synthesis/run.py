@@ -98,8 +98,6 @@ def sampling_from_args(args, defaults: dict | None = None, n: int | None = None)
         if value is not None:
             merged[key] = value
     n = args.num_samples if n is None else n
-    if n < 1:
-        raise GenstructError("--num-samples must be >= 1")
     if merged["temperature"] == 0 and n > 1:
         raise GenstructError("greedy decoding (--temperature 0) gives identical samples: use --num-samples 1")
     return SamplingParams(n=n, seed=args.seed, **{k: merged[k] for k in SAMPLING_KEYS})
@@ -172,13 +170,14 @@ class JobOutputs:
         self.handles = {n: p.open("a", encoding="utf-8") for n, p in self.paths.items()}
 
     def commit(self, accepted: list[dict], rejected: list[dict], done: list, stats: dict) -> None:
-        from ..io import append_jsonl
+        from ..io import append_jsonl, note_committed
 
         append_jsonl(self.handles["synthesized"], accepted)
         append_jsonl(self.handles["rejected"], rejected)
         append_jsonl(self.handles["progress"], [{"done": list(done), "stats": stats}])
         self.done.update(done)
         self.stats.append(stats)
+        note_committed(f"{len(self.done)} units of work committed in {self.paths['progress'].parent}")
 
     def totals(self) -> dict:
         """Sum of the committed chunks' stats (numbers add, dicts add per key)."""
@@ -240,6 +239,11 @@ def run(args) -> int:
     from ..io import file_sha256
     from .corpus import parse_shard, read_corpus
 
+    from ..generation.base import check_sampling_args
+
+    check_sampling_args(args)  # before anything loads
+    if args.limit is not None and args.limit < 1:
+        raise GenstructError(f"--limit must be >= 1 (leave it out for the whole corpus), got {args.limit}")
     module = load_method(args.method)
     if hasattr(module, "run"):  # non-corpus method: its own loop
         return int(module.run(args, from_args(args)) or 0)
@@ -254,6 +258,9 @@ def run(args) -> int:
         if getattr(args, name) < 1:
             raise GenstructError(f"--{name.replace('_', '-')} must be >= 1")
     corpus = read_corpus(corpus_path, limit=args.limit, shard=shard)
+    if not corpus.passages:
+        raise GenstructError(f"{corpus_path}: no usable passage ({corpus.read} rows read, skipped "
+                             f"{dict(corpus.skipped)}): nothing to synthesize")
     sampling = sampling_from_args(args, getattr(module, "DEFAULTS", {}))
     manifest = job_manifest(args, sampling, corpus_sha256=file_sha256(corpus_path), limit=args.limit,
                             shard=f"{shard[0]}/{shard[1]}", overlong=args.overlong)
@@ -344,6 +351,10 @@ def _run_corpus(args, module, generator, corpus, sampling, out, shard, corpus_pa
           f"skipped {sum(report['skipped'].values())} input rows {report['skipped']}, truncated "
           f"{report['truncated']}; {report['tokens_generated']} tokens at {report['tokens_per_s']} tok/s "
           f"-> {out}")
+    if not report["rows"]:
+        raise GenstructError(f"no row accepted: {report['passages']} passages synthesized, "
+                             f"{sum(report['skipped'].values())} input rows skipped {report['skipped']}, "
+                             f"{rejected} samples rejected {report['rejected']} (see {out / 'report.json'})")
     return 0
 
 
