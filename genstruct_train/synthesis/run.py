@@ -236,10 +236,9 @@ def fit_prompt(module, generator, passage: dict, budget: int | None, overlong: s
 
 def run(args) -> int:
     from ..generation import from_args
+    from ..generation.base import check_sampling_args
     from ..io import file_sha256
     from .corpus import parse_shard, read_corpus
-
-    from ..generation.base import check_sampling_args
 
     check_sampling_args(args)  # before anything loads
     if args.limit is not None and args.limit < 1:
