@@ -110,6 +110,30 @@ def read_jsonl_tolerant(path: str | os.PathLike) -> tuple[list[dict], int]:
     return rows, torn
 
 
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Raise GenstructError when `path` is not a complete safetensors file (a truncated download or a
+    save killed half-way): its header must parse and its tensors' data must end exactly at the end."""
+    path = Path(path)
+    size = path.stat().st_size
+    problem = None
+    with path.open("rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or 8 + n > size:
+            problem = f"the header needs {max(n, 0) + 8} bytes"
+        else:
+            try:
+                header = json.loads(f.read(n))
+                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, KeyError, TypeError, IndexError):
+                problem, end = "its header is not valid JSON", 0
+            if problem is None and 8 + n + end != size:
+                problem = f"its tensors need {8 + n + end} bytes"
+    if problem:
+        raise GenstructError(f"{path}: truncated or corrupt safetensors file ({size} bytes, {problem}): "
+                             "save or download it again")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
     path = Path(path)

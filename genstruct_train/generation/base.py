@@ -147,6 +147,7 @@ def resolve_model(model: str, adapter: str | None = None) -> tuple[str, str | No
     from pathlib import Path
 
     from ..errors import GenstructError
+    from ..io import check_safetensors
 
     def check(path: str, what: str) -> None:
         looks_local = path.startswith(("/", ".", "~")) or path.count("/") != 1
@@ -161,4 +162,8 @@ def resolve_model(model: str, adapter: str | None = None) -> tuple[str, str | No
         adapter = model
         model = json.loads((local / "adapter_config.json").read_text())["base_model_name_or_path"]
         check(model, f"base model of adapter {adapter!r}:")
+    for path in (model, adapter):  # a truncated weights file: one line, not a loader traceback
+        if path is not None and Path(path).expanduser().is_dir():
+            for weights in sorted(Path(path).expanduser().glob("*.safetensors")):
+                check_safetensors(weights)
     return model, adapter
