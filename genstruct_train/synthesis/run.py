@@ -265,6 +265,11 @@ def run(args) -> int:
                             shard=f"{shard[0]}/{shard[1]}", overlong=args.overlong)
     open_job(args.output, manifest, write=False)  # refuse a mismatch before loading the model
     generator = from_args(args)
+    try:
+        _prompt_budget(generator, sampling)  # before anything is written
+    except GenstructError:
+        generator.close()
+        raise
     out = open_job(args.output, manifest)
     if generator.tokenizer is None:
         raise GenstructError(f"method {args.method!r} renders prompts with the model's tokenizer: "
@@ -275,15 +280,21 @@ def run(args) -> int:
         generator.close()
 
 
+def _prompt_budget(generator, sampling) -> int | None:
+    """Tokens left for the prompt in the model's context (None: unknown)."""
+    if not generator.context_length:
+        return None
+    budget = generator.context_length - sampling.max_new_tokens
+    if budget <= 0:
+        raise GenstructError(f"--max-new-tokens {sampling.max_new_tokens} leaves no room for a prompt "
+                             f"in the model's context of {generator.context_length} tokens")
+    return budget
+
+
 def _run_corpus(args, module, generator, corpus, sampling, out, shard, corpus_path) -> int:
     from tqdm.auto import tqdm
 
-    budget = None
-    if generator.context_length:
-        budget = generator.context_length - sampling.max_new_tokens
-        if budget <= 0:
-            raise GenstructError(f"--max-new-tokens {sampling.max_new_tokens} leaves no room for a prompt "
-                                 f"in the model's context of {generator.context_length} tokens")
+    budget = _prompt_budget(generator, sampling)
     work, skipped, truncated = [], Counter(corpus.skipped), set()
     for passage in corpus.passages:
         fitted = fit_prompt(module, generator, passage, budget, args.overlong)
