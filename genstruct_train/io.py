@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -139,11 +140,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:  # disk full, interrupted: no stray temp file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
@@ -152,12 +158,17 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     n = 0
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:  # disk full, interrupted: no stray temp file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return n
 
 

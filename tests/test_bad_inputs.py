@@ -419,3 +419,160 @@ def test_bad_input_gives_one_clear_line(case, res, tmp_path, capsys, monkeypatch
 
 def test_matrix_size():
     assert len(CASES) >= 80
+
+
+# ---------------------------------------------------------------------- counted: finished, bad rows reported
+
+def test_counted_synthesize_skips_bad_corpus_rows(res, tmp_path, capsys, monkeypatch, scripted_model):
+    corpus = _jsonl(tmp_path / "c.jsonl", [*GOOD[:2], {"text": "no title"}, {"title": "T", "text": "  "},
+                                           {"title": "T"}, GOOD[0]])
+    code, err = run_case("genstruct-train", ["synthesize", "--model", str(scripted_model), "--corpus", str(corpus),
+                                             "--output", str(tmp_path / "out"), "--max-new-tokens", "16"],
+                         capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["read"], report["passages"], report["complete"]) == (6, 2, True)
+    assert report["skipped"] == {"missing_title": 1, "empty_text": 1, "missing_text": 1, "duplicate_id": 1}
+
+
+def test_counted_report_rows_without_user_are_invalid(res, tmp_path, capsys, monkeypatch):
+    shutil.copytree(Path(res["res"]) / "synth", tmp_path / "synth")
+    code, err = run_case("genstruct-train", ["report", str(tmp_path / "synth")], capsys, monkeypatch)
+    assert code == 0, err
+    q = json.loads((tmp_path / "synth" / "quality.json").read_text())
+    # 4 rows (2 without a user) + 1 rejected: 2 valid pairs of 5
+    assert (q["rows"], q["invalid_rows"], q["rejected"], q["valid_pair_rate"]) == (4, 2, 1, 0.4)
+
+
+def test_counted_filters_remove_rows_without_user(res, tmp_path, capsys, monkeypatch):
+    code, err = run_case("filters", [f"{res['res']}/synth", "--filters", "format", "--output", str(tmp_path / "f")],
+                         capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    assert (report["read"], report["kept"], report["removed"]) == (4, 2, {"format": {"empty_user": 2}})
+
+
+def test_counted_data_build_skips_rows_missing_a_field(res, tmp_path, capsys, monkeypatch):
+    rows = _jsonl(tmp_path / "rows.jsonl", [ROW, {k: v for k, v in ROW.items() if k != "assistant"},
+                                            {**ROW, "id": "p1", "user": "Why do cells grow?"}])
+    code, err = run_case("genstruct-train", ["data", "build", "--source", "jsonl", "--path", str(rows), "--output",
+                                             str(tmp_path / "d")], capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert (report["read"], report["written"], report["skipped"]) == (3, 2, {"missing_field:assistant": 1})
+
+
+def test_synthesis_with_no_accepted_row_fails_after_writing_the_report(res, tmp_path, capsys, monkeypatch):
+    """The random tiny model writes no parsable pair: exit 2 naming the counts, report.json still written."""
+    code, err = run_case("genstruct-train", ["synthesize", "--model", res["model"], "--corpus",
+                                             f"{res['res']}/corpus.jsonl", "--output", str(tmp_path / "out"),
+                                             "--max-new-tokens", "8"], capsys, monkeypatch)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["passages"], report["rows"], sum(report["rejected"].values())) == (3, 0, 3)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
+        f"genstruct-train: error: no row accepted: 3 passages synthesized, 0 input rows skipped {{}}, 3 samples "
+        f"rejected {report['rejected']} (see {tmp_path / 'out' / 'report.json'})")
+
+
+# ---------------------------------------------------------------------- faults: a second run, interrupts, disk full
+
+@pytest.fixture(scope="module")
+def scripted_model(tmp_path_factory):
+    from genstruct_train.testing import scripted_genstruct
+
+    return scripted_genstruct(tmp_path_factory.mktemp("scripted"))
+
+
+def _synth_argv(model, corpus, out, *extra):
+    return ["synthesize", "--model", str(model), "--corpus", str(corpus), "--output", str(out), "--chunk-size", "1",
+            "--max-new-tokens", "24", "--num-samples", "2", "--temperature", "1", "--seed", "3", *extra]
+
+
+def _cli_process(argv, **kw):
+    return subprocess.Popen([str(Path(sys.executable).with_name("genstruct-train")), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, **kw)
+
+
+def _wait_for_progress(path: Path, lines: int, proc, timeout: float = 120) -> None:
+    import time
+
+    start = time.time()
+    while not (path.is_file() and path.read_text().count("\n") >= lines):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - start < timeout
+        time.sleep(0.05)
+
+
+OUTPUTS = ("synthesized.jsonl", "rejected.jsonl")
+
+
+@pytest.fixture(scope="module")
+def reference(scripted_model, tmp_path_factory):
+    """An uninterrupted run over 40 passages."""
+    from genstruct_train.cli import main
+
+    d = tmp_path_factory.mktemp("reference")
+    corpus = _jsonl(d / "corpus.jsonl", [{"id": f"p{i}", "title": f"Topic {i}", "text": f"Passage number {i}. " + "Cells divide and grow. " * 12}
+                                         for i in range(40)])
+    assert main(_synth_argv(scripted_model, corpus, d / "out")) == 0
+    return corpus, {name: (d / "out" / name).read_bytes() for name in OUTPUTS}
+
+
+@pytest.mark.parametrize(("signal_name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_second_run_refused_and_interrupt_then_rerun_is_byte_identical(signal_name, code, scripted_model, reference,
+                                                                      tmp_path, capsys, monkeypatch):
+    import signal
+
+    from genstruct_train.cli import main
+
+    corpus, expected = reference
+    out = tmp_path / "out"
+    argv = _synth_argv(scripted_model, corpus, out)
+    first = _cli_process(argv)
+    _wait_for_progress(out / "progress.jsonl", 3, first)
+    # a second run into the same directory refuses, naming the first
+    got, err = run_case("genstruct-train", argv, capsys, monkeypatch)
+    assert (got, err.strip().splitlines()[-1]) == (2, f"genstruct-train: error: --output '{out}' is in use by another "
+                                                      f"run (pid {first.pid}: genstruct-train {' '.join(argv)}): wait "
+                                                      "for it to finish or use another directory")
+    first.send_signal(getattr(signal, signal_name))
+    _, err = first.communicate(timeout=120)
+    done = (out / "progress.jsonl").read_text().count("\n")
+    assert first.returncode == code, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"genstruct-train: interrupted ({signal_name}); {done} units of work "
+                                            f"committed in {out}; rerun the same command to resume")
+    assert 3 <= done < 40
+    # the rerun completes, byte-identical to the uninterrupted run
+    assert main(argv) == 0
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == expected
+    assert json.loads((out / "report.json").read_text())["complete"] is True
+
+
+def test_disk_full_keeps_committed_work_and_the_rerun_completes(scripted_model, reference, tmp_path, capsys,
+                                                                monkeypatch):
+    """A real full disk: a 48 KiB tmpfs (needs root to mount; skipped elsewhere)."""
+    from genstruct_train.cli import main
+
+    corpus, expected = reference
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        out = mnt / "out"
+        argv = _synth_argv(scripted_model, corpus, out)
+        code, err = run_case("genstruct-train", argv, capsys, monkeypatch)
+        done = (out / "progress.jsonl").read_text().count("\n")
+        assert "Traceback" not in err
+        assert (code, err.strip().splitlines()[-1]) == (
+            1, f"genstruct-train: error: disk full (No space left on device); {done} units of work committed in {out}"
+               "; free some space and rerun the same command to resume")
+        assert 0 < done < 40
+        subprocess.run(["mount", "-o", "remount,size=4m", str(mnt)], check=True)
+        assert main(argv) == 0
+        assert {name: (out / name).read_bytes() for name in OUTPUTS} == expected
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
