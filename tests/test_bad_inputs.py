@@ -98,8 +98,8 @@ def res(tmp_path_factory, tiny_model_dir):
     (r / "exp-unknown.yaml").write_text("name: x\nsynthesiser: {checkpoint: y}\n")
     # a directory locked by another process for the whole module
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom genstruct_train.io import lock_output_dir\n"
-         "lock_output_dir(sys.argv[1]); print('held', flush=True); time.sleep(900)", str(r / "locked")],
+        [sys.executable, "-c", ("import sys, time\nfrom genstruct_train.io import lock_output_dir\n"
+         "lock_output_dir(sys.argv[1]); print('held', flush=True); time.sleep(900)"), str(r / "locked")],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert holder.stdout.readline().strip() == "held"
     yield {"res": str(r), "model": str(tiny_model_dir), "pid": str(holder.pid)}
@@ -181,8 +181,8 @@ CASES = [
     # ------------------------------------------------------------------ filters
     *[Case("filters", f"filter-{name}", ["{res}/synth", "--filters", spec, "--output", "{tmp}/f"], 2,
            "filters: error: " + msg) for name, spec, msg in [
-        ("unknown", "lenght", "unknown filter 'lenght'; valid filters: format, length, exact-dedup, rouge-dedup, "
-                              "embedding-dedup, grounding, reward, decontaminate"),
+        ("unknown", "lenght", ("unknown filter 'lenght'; valid filters: format, length, exact-dedup, rouge-dedup, "
+                              "embedding-dedup, grounding, reward, decontaminate")),
         ("unknown-option", "rouge-dedup:treshold=0.5",
          "filter 'rouge-dedup': unknown option(s) treshold; valid: threshold, field"),
         ("not-key-value", "length:7", "filter 'length': option '7' must be key=value"),
@@ -215,8 +215,8 @@ CASES = [
         ("decon-threshold", "decontaminate:threshold=0",
          "filter 'decontaminate': option threshold=0 out of range: must be in (0, 1]"),
         ("decon-benchmark", "decontaminate:benchmarks=gsm9k",
-         "unknown benchmark(s) for decontamination: gsm9k; valid: gsm8k, mmlu, bbh, tydiqa, humaneval, mbpp, math, "
-         "alpaca_eval"),
+         ("unknown benchmark(s) for decontamination: gsm9k; valid: gsm8k, mmlu, bbh, tydiqa, humaneval, mbpp, math, "
+         "alpaca_eval")),
     ]],
     Case("filters", "filter-no-input", ["{res}/empty-dir", "--filters", "format", "--output", "{tmp}/f"], 2,
          "filters: error: '{res}/empty-dir' has no synthesized.jsonl (the output of `genstruct-train synthesize`)"),
@@ -275,8 +275,8 @@ CASES = [
         ("model-missing", ["--model", "{tmp}/no-model", "--benchmarks", "gsm8k", "--limit", "1", "--output", "{tmp}/e"],
          "model path '{tmp}/no-model' does not exist"),
         ("model-truncated", ["--model", "{res}/truncated-model", "--benchmarks", "gsm8k", "--limit", "1", "--output",
-                             "{tmp}/e"], "{res}/truncated-model/model.safetensors: truncated or corrupt safetensors "
-         "file (HALF bytes, its tensors need FULL bytes): save or download it again"),
+                             "{tmp}/e"], ("{res}/truncated-model/model.safetensors: truncated or corrupt safetensors "
+         "file (HALF bytes, its tensors need FULL bytes): save or download it again")),
         ("output-file", ["--model", M, "--benchmarks", "gsm8k", "--output", "{res}/afile"], AFILE),
         ("output-locked", ["--model", M, "--benchmarks", "gsm8k", "--output", "{res}/locked"], LOCKED),
     ]],
@@ -312,8 +312,8 @@ CASES = [
         ("latin1", ["--source", "jsonl", "--path", "{res}/synth-latin1/synthesized.jsonl", "--output", "{tmp}/d"],
          "{res}/synth-latin1/synthesized.jsonl:2: " + LATIN),
         ("badjson", ["--source", "jsonl", "--path", "{res}/synth-badrej/rejected.jsonl", "--output", "{tmp}/d"],
-         "{res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes "
-         "(column 2)"),
+         ("{res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes "
+         "(column 2)")),
     ]],
     # ------------------------------------------------------------------ recipes/sft.py (checked before a model loads)
     *[Case("sft", f"sft-{name}", [*SFT, *DATA, *argv], 2, msg) for name, argv, msg in [
@@ -533,9 +533,9 @@ def test_second_run_refused_and_interrupt_then_rerun_is_byte_identical(signal_na
     _wait_for_progress(out / "progress.jsonl", 3, first)
     # a second run into the same directory refuses, naming the first
     got, err = run_case("genstruct-train", argv, capsys, monkeypatch)
-    assert (got, err.strip().splitlines()[-1]) == (2, f"genstruct-train: error: --output '{out}' is in use by another "
+    assert (got, err.strip().splitlines()[-1]) == (2, (f"genstruct-train: error: --output '{out}' is in use by another "
                                                       f"run (pid {first.pid}: genstruct-train {' '.join(argv)}): wait "
-                                                      "for it to finish or use another directory")
+                                                      "for it to finish or use another directory"))
     first.send_signal(getattr(signal, signal_name))
     _, err = first.communicate(timeout=120)
     done = (out / "progress.jsonl").read_text().count("\n")
@@ -559,7 +559,7 @@ def test_disk_full_keeps_committed_work_and_the_rerun_completes(scripted_model, 
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
+                                           capture_output=True, check=False).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         out = mnt / "out"
@@ -568,8 +568,8 @@ def test_disk_full_keeps_committed_work_and_the_rerun_completes(scripted_model, 
         done = (out / "progress.jsonl").read_text().count("\n")
         assert "Traceback" not in err
         assert (code, err.strip().splitlines()[-1]) == (
-            1, f"genstruct-train: error: disk full (No space left on device); {done} units of work committed in {out}"
-               "; free some space and rerun the same command to resume")
+            1, (f"genstruct-train: error: disk full (No space left on device); {done} units of work committed in {out}"
+               "; free some space and rerun the same command to resume"))
         assert 0 < done < 40
         subprocess.run(["mount", "-o", "remount,size=4m", str(mnt)], check=True)
         assert main(argv) == 0
