@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from genstruct_train.compare import run_experiment
-from genstruct_train.errors import GenstructError
+from genstruct_train.guard import guarded
 
 
 def main() -> int:
@@ -21,11 +21,11 @@ def main() -> int:
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        result = run_experiment(args.config, args.output)
-    except GenstructError as e:
-        print(f"compare: error: {e}", file=sys.stderr)
-        return 2
+    return guarded("compare", lambda: _run(args), lock=args.output)  # errors, interrupts, output lock
+
+
+def _run(args) -> int:
+    result = run_experiment(args.config, args.output)
     print(Path(args.output, "table.md").read_text())
     for event in result["stages"]:
         print(f"stage {event['stage']:<24} {'ran' if event['ran'] else 'reused':<6} {event['seconds']:>8.1f} s")

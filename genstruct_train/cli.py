@@ -1,7 +1,7 @@
 """`genstruct-train` command line: one entry point, one verb per stage.
 
 Each verb lives in its stage's module, which provides `add_arguments(parser)` and `run(args) -> int`
-(heavy imports stay inside `run`). User mistakes (GenstructError) print one line and exit 2."""
+(heavy imports stay inside `run`). User mistakes (GenstructError) print one line and exit 2; see guard.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import difflib
 import importlib
 import sys
 
-from .errors import GenstructError
+from .guard import guarded
 from .threads import configure_threads
 
 # (verb words, module, help)
@@ -76,11 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parse(build_parser(), argv)
     configure_threads()  # one thread per busy core (genstruct_train/threads.py)
-    try:
-        return int(args.run(args) or 0)
-    except GenstructError as e:
-        print(f"genstruct-train: error: {e}", file=sys.stderr)
-        return 2
+    # one-line errors, clean Ctrl-C/SIGTERM/disk full, and a lock on the output directory (guard.py)
+    return guarded("genstruct-train", lambda: args.run(args), lock=getattr(args, "output", None))
 
 
 if __name__ == "__main__":

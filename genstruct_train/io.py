@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
+from .errors import DataError, GenstructError
 
 
 def file_sha256(path: str | Path) -> str:
@@ -21,10 +25,30 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _decode(data: bytes, path: Path, line: int | None = None) -> str:
+    """UTF-8 text of `data`; invalid bytes raise naming the file and the line (counted when not given)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if line is None:
+            line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"not valid UTF-8 (byte {data[e.start]:#04x}); re-encode the file as UTF-8",
+                        path, line) from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file; a missing file or invalid bytes raise naming the file (and line)."""
+    path = Path(path)
+    try:
+        return _decode(path.read_bytes(), path)
+    except OSError as e:
+        raise DataError(f"cannot read file: {e.strerror}", path) from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _decode(path.read_bytes(), path)
     except OSError as e:
         raise DataError(f"cannot read file: {e.strerror}", path) from None
     try:
@@ -37,11 +61,12 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield (line_number, row) for each non-blank line; a malformed line raises naming file and line."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as e:
         raise DataError(f"cannot read file: {e.strerror}", path) from None
     with handle:
-        for line_no, line in enumerate(handle, 1):
+        for line_no, raw in enumerate(handle, 1):
+            line = _decode(raw, path, line_no)
             if not line.strip():
                 continue
             try:
@@ -64,9 +89,16 @@ def read_jsonl_tolerant(path: str | os.PathLike) -> tuple[list[dict], int]:
     path = Path(path)
     if not path.exists():
         return [], 0
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = path.read_bytes().split(b"\n")
     rows, torn = [], 0
-    for i, line in enumerate(lines):
+    for i, raw in enumerate(lines):
+        try:
+            line = _decode(raw, path, i + 1)
+        except DataError:
+            if i == len(lines) - 1:  # a kill can cut the last line inside a multi-byte character
+                torn = 1
+                continue
+            raise
         if not line.strip():
             continue
         try:
@@ -79,16 +111,45 @@ def read_jsonl_tolerant(path: str | os.PathLike) -> tuple[list[dict], int]:
     return rows, torn
 
 
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Raise GenstructError when `path` is not a complete safetensors file (a truncated download or a
+    save killed half-way): its header must parse and its tensors' data must end exactly at the end."""
+    path = Path(path)
+    size = path.stat().st_size
+    problem = None
+    with path.open("rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or 8 + n > size:
+            problem = f"the header needs {max(n, 0) + 8} bytes"
+        else:
+            try:
+                header = json.loads(f.read(n))
+                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, KeyError, TypeError, IndexError):
+                problem, end = "its header is not valid JSON", 0
+            if problem is None and 8 + n + end != size:
+                problem = f"its tensors need {8 + n + end} bytes"
+    if problem:
+        raise GenstructError(f"{path}: truncated or corrupt safetensors file ({size} bytes, {problem}): "
+                             "save or download it again")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:  # disk full, interrupted: no stray temp file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
@@ -97,12 +158,17 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     n = 0
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:  # disk full, interrupted: no stray temp file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return n
 
 
@@ -111,3 +177,73 @@ def append_jsonl(handle, rows: Iterable[dict]) -> None:
     handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     handle.flush()
     os.fsync(handle.fileno())
+
+
+# --------------------------------------------------------------------------- output directory locks
+
+_LOCKS: dict[Path, tuple[int, bool]] = {}  # resolved directory -> (fd holding its flock, created by us)
+
+
+def lock_output_dir(path: str | os.PathLike, option: str = "--output") -> Path:
+    """Hold an exclusive lock on output directory `path` (DIR/.lock, flock) until `unlock_output_dir` or
+    the process ends, so that two runs never write into one directory. The lock file records the
+    holder (PID and command); a second run refuses naming it. Creates the directory; an existing
+    file in its place is refused. Locking a directory this process already holds is a no-op."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GenstructError(f"{option} {str(path)!r} is an existing file, not a directory")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GenstructError(f"{option} {str(path)!r}: cannot create the directory: {e.strerror}") from None
+    key = path.resolve()
+    if key in _LOCKS:
+        return path
+    fd = os.open(key / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown process"
+        os.close(fd)
+        raise GenstructError(f"{option} {str(path)!r} is in use by another run ({holder}): wait for it to "
+                             "finish or use another directory") from None
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:1000]
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}: {command}\n".encode(), 0)
+    _LOCKS[key] = (fd, created)
+    return path
+
+
+def unlock_output_dir(path: str | os.PathLike | None = None) -> None:
+    """Release the lock on `path` (None: every lock this process holds); the lock file is emptied,
+    so a finished run leaves the same bytes whoever ran it, and a directory the run created but left
+    empty is removed."""
+    keys = list(_LOCKS) if path is None else [Path(path).resolve()]
+    for key in keys:
+        fd, created = _LOCKS.pop(key, (None, False))
+        if fd is None:
+            continue
+        os.ftruncate(fd, 0)
+        if created and [p.name for p in key.iterdir()] == [".lock"]:  # a run that wrote nothing leaves nothing
+            (key / ".lock").unlink()
+            key.rmdir()
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- progress of the running command
+
+_COMMITTED: list[str] = []
+
+
+def note_committed(text: str) -> None:
+    """What the running command has durably written so far (printed if it is interrupted)."""
+    _COMMITTED[:] = [text]
+
+
+def committed() -> str | None:
+    return _COMMITTED[0] if _COMMITTED and _COMMITTED[0] else None
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)

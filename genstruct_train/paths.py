@@ -1,5 +1,5 @@
 """Where the shared data lives: an explicit argument, else $GENSTRUCT_DATA_DIR, else ../shared/data
-beside the repository checkout (the layout CI uses)."""
+beside the repository checkout (the layout CI uses). A given directory that does not exist is an error."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    for candidate in (explicit, os.environ.get("GENSTRUCT_DATA_DIR"), REPO_ROOT.parent / "shared" / "data"):
-        if candidate and Path(candidate).is_dir():
+    """The first one given of: `explicit` (--data-dir), $GENSTRUCT_DATA_DIR, ../shared/data. A given
+    directory that does not exist is an error, never a silent fall back to the next."""
+    for candidate, what in ((explicit, "--data-dir"), (os.environ.get("GENSTRUCT_DATA_DIR"), "GENSTRUCT_DATA_DIR")):
+        if candidate:
+            if not Path(candidate).is_dir():
+                raise GenstructError(f"{what} {str(candidate)!r} is not a directory")
             return Path(candidate)
+    if (REPO_ROOT.parent / "shared" / "data").is_dir():
+        return REPO_ROOT.parent / "shared" / "data"
     raise GenstructError(
         "shared data directory not found: pass --data-dir or set GENSTRUCT_DATA_DIR "
         "(expected the layout of shared/data/README.md)"

@@ -68,12 +68,20 @@ def run_command(cmd: list[str], log_path: str | Path, env: dict | None = None) -
     log.info("$ %s", " ".join(cmd))
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        # forwarded as it comes (tqdm redraws with "\r", not newlines) and kept in the log
-        for chunk in iter(lambda: proc.stdout.read1(1 << 16), b""):
-            out.write(chunk)
-            sys.stderr.buffer.write(chunk)
-            sys.stderr.flush()
-        code = proc.wait()
+        try:
+            # forwarded as it comes (tqdm redraws with "\r", not newlines) and kept in the log
+            for chunk in iter(lambda: proc.stdout.read1(1 << 16), b""):
+                out.write(chunk)
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.flush()
+            code = proc.wait()
+        except BaseException:  # interrupted (SIGINT/SIGTERM): stop the child too, let it commit, then go
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
     if code != 0:
         tail = Path(log_path).read_text(errors="replace")[-3000:]
         raise GenstructError(f"command failed (exit {code}): {' '.join(cmd)}\nlog: {log_path}\n{tail}")

@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 import transformers
-from transformers.trainer_utils import get_last_checkpoint
 from trl import get_peft_config, get_quantization_config
 
 from genstruct_train.errors import GenstructError
 from genstruct_train.formats import get_format
 from genstruct_train.threads import configure_threads
 from genstruct_train.tokenization import load_tokenizer
-from genstruct_train.train.checkpoint import loss_plot_callback, merge_adapter, save_checkpoint
+from genstruct_train.train.checkpoint import (last_complete_checkpoint, loss_plot_callback, merge_adapter,
+                                              save_checkpoint)
 from genstruct_train.train.config import parse_recipe
 from genstruct_train.train.data import load_train_data
 from genstruct_train.train.model import build_base_model, model_init_kwargs
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
 
     # Last checkpoint: resume automatically
     output_dir = Path(training_args.output_dir)
-    last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    last_checkpoint = last_complete_checkpoint(output_dir)  # skips a checkpoint whose save was cut short
     resume = training_args.resume_from_checkpoint or last_checkpoint
     if resume:
         logger.info(f"resuming from {resume}")

@@ -48,8 +48,10 @@ def test_spec_errors_name_the_problem():
         parse_spec("lenght")
     with pytest.raises(GenstructError, match="unknown option.*treshold"):
         parse_spec("rouge-dedup:treshold=0.5")
-    with pytest.raises(GenstructError, match="not a float"):
+    with pytest.raises(GenstructError, match="option threshold: value 'high' is not a number"):
         parse_spec("rouge-dedup:threshold=high")
+    with pytest.raises(GenstructError, match=r"option threshold=-3 out of range: must be in \[0, 1\]"):
+        parse_spec("rouge-dedup:threshold=-3")
     with pytest.raises(GenstructError, match="key=value"):
         parse_spec("length:7")
     assert [f.name for f in parse_spec("format, length:min_user_words=2")] == ["format", "length"]

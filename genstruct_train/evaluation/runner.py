@@ -254,6 +254,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..generation.base import check_sampling_args
+
+    check_sampling_args(args)  # --max-new-tokens etc., before a model loads
     names = parse_benchmarks(args.benchmarks)
     if args.predictions:
         if len(names) != 1:
@@ -281,13 +284,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sys
-
     parser = argparse.ArgumentParser(prog="eval/run.py", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except GenstructError as e:
-        print(f"eval/run.py: error: {e}", file=sys.stderr)
-        return 2
+    from ..guard import guarded  # one-line errors, clean interrupts, output directory lock
+
+    return guarded("eval/run.py", lambda: run(args), lock=args.output)

@@ -17,9 +17,39 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)  # output is cut before the first stop string
     seed: int | None = None
 
+    def __post_init__(self):
+        check_sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                       top_k=self.top_k, num_samples=self.n)
+
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+
+# option -> (valid?, what a valid value is); shared by every command that samples
+_SAMPLING_RULES = {
+    "max_new_tokens": (lambda v: v >= 1, ">= 1"),
+    "temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "top_k": (lambda v: v >= 0, ">= 0 (0 = off)"),
+    "num_samples": (lambda v: v >= 1, ">= 1"),
+}
+
+
+def check_sampling(**values) -> None:
+    """Raise GenstructError naming the option (--top-p, ...) of the first out-of-range value; None = unset.
+    Call with a command's parsed args via `check_sampling_args` before loading a model."""
+    from ..errors import GenstructError
+
+    for name, value in values.items():
+        ok, valid = _SAMPLING_RULES[name]
+        if value is not None and not ok(value):  # NaN fails every comparison: refused too
+            raise GenstructError(f"--{name.replace('_', '-')} must be {valid}, got {value}")
+
+
+def check_sampling_args(args) -> None:
+    """check_sampling on the sampling options a command's args carry."""
+    check_sampling(**{k: getattr(args, k) for k in _SAMPLING_RULES if getattr(args, k, None) is not None})
 
 
 @dataclass
@@ -128,6 +158,7 @@ def resolve_model(model: str, adapter: str | None = None) -> tuple[str, str | No
     from pathlib import Path
 
     from ..errors import GenstructError
+    from ..io import check_safetensors
 
     def check(path: str, what: str) -> None:
         looks_local = path.startswith(("/", ".", "~")) or path.count("/") != 1
@@ -142,4 +173,8 @@ def resolve_model(model: str, adapter: str | None = None) -> tuple[str, str | No
         adapter = model
         model = json.loads((local / "adapter_config.json").read_text())["base_model_name_or_path"]
         check(model, f"base model of adapter {adapter!r}:")
+    for path in (model, adapter):  # a truncated weights file: one line, not a loader traceback
+        if path is not None and Path(path).expanduser().is_dir():
+            for weights in sorted(Path(path).expanduser().glob("*.safetensors")):
+                check_safetensors(weights)
     return model, adapter

@@ -100,27 +100,42 @@ class Decision:
     score: float | None = None
 
 
+def _in(*choices):
+    return (lambda v: v in choices), " or ".join(choices)
+
+
+_SHARE = (lambda v: 0 <= v <= 1), "in [0, 1]"
+_COUNT = (lambda v: v >= 0), ">= 0"
+_POSITIVE = (lambda v: v >= 1), ">= 1"
+
+
 class Filter:
     name: str = ""
     options: ClassVar[dict] = {}
+    valid: ClassVar[dict] = {}  # option -> (check, what a valid value is)
 
     def __init__(self, **options):
         unknown = set(options) - set(self.options)
         if unknown:
             raise GenstructError(f"filter {self.name!r}: unknown option(s) {', '.join(sorted(unknown))}; "
                                  f"valid: {', '.join(self.options) or 'none'}")
-        self.opts = {k: _coerce(options.get(k, v), v) for k, v in self.options.items()}
+        self.opts = {k: _coerce(options.get(k, v), v, f"filter {self.name!r}: option {k}") for k, v in self.options.items()}
+        for key, (ok, valid) in self.valid.items():
+            if not ok(self.opts[key]):  # NaN fails every comparison: refused too
+                raise GenstructError(f"filter {self.name!r}: option {key}={options.get(key)} out of range: "
+                                     f"must be {valid}")
 
     def decide(self, rows: list[dict]) -> list[Decision]:
         raise NotImplementedError
 
 
-def _coerce(value, default):
+def _coerce(value, default, where: str = "filter option"):
     if isinstance(value, str) and default is not None and not isinstance(default, str):
         try:
             return type(default)(value)
         except ValueError:
-            raise GenstructError(f"filter option value {value!r} is not a {type(default).__name__}") from None
+            kind = {"int": "an integer", "float": "a number"}.get(type(default).__name__, type(default).__name__)
+            raise GenstructError(f"{where}: value {value!r} is not {kind}") from None
     return value
 
 
@@ -156,6 +171,7 @@ class LengthFilter(Filter):
     name = "length"
     options: ClassVar[dict] = {"min_user_words": 3, "max_user_words": 500, "min_assistant_words": 1,
                "max_assistant_words": 3000}
+    valid: ClassVar[dict] = {k: _COUNT for k in options}
 
     def decide(self, rows):
         o, out = self.opts, []
@@ -177,6 +193,7 @@ class LengthFilter(Filter):
 class ExactDedupFilter(Filter):
     name = "exact-dedup"
     options: ClassVar[dict] = {"field": "user"}
+    valid: ClassVar[dict] = {"field": _in("user", "assistant", "pair")}
 
     def decide(self, rows):
         seen, out = set(), []
@@ -190,6 +207,7 @@ class ExactDedupFilter(Filter):
 class RougeDedupFilter(Filter):
     name = "rouge-dedup"
     options: ClassVar[dict] = {"threshold": 0.7, "field": "user"}
+    valid: ClassVar[dict] = {"threshold": _SHARE, "field": _in("user", "assistant", "pair")}
 
     def decide(self, rows):
         from .similarity import RougeLIndex
@@ -209,6 +227,8 @@ class RougeDedupFilter(Filter):
 class EmbeddingDedupFilter(Filter):
     name = "embedding-dedup"
     options: ClassVar[dict] = {"threshold": 0.9, "model": "", "field": "user"}
+    valid: ClassVar[dict] = {"threshold": ((lambda v: -1 <= v <= 1), "in [-1, 1]"),
+                             "field": _in("user", "assistant", "pair")}
 
     def decide(self, rows):
         from .similarity import Embedder, greedy_novel
@@ -223,6 +243,7 @@ class EmbeddingDedupFilter(Filter):
 class GroundingFilter(Filter):
     name = "grounding"
     options: ClassVar[dict] = {"threshold": 0.5, "entity_threshold": 0.0}
+    valid: ClassVar[dict] = {"threshold": _SHARE, "entity_threshold": _SHARE}
 
     def decide(self, rows):
         out = []
@@ -285,6 +306,7 @@ class RewardModel:
 class RewardFilter(Filter):
     name = "reward"
     options: ClassVar[dict] = {"model": "", "keep": 1, "group": "passage", "batch_size": 8}
+    valid: ClassVar[dict] = {"keep": _POSITIVE, "group": _in("passage", "user"), "batch_size": _POSITIVE}
 
     def decide(self, rows):
         if not self.opts["model"]:
@@ -397,6 +419,8 @@ class EvalNgramIndex:
 class DecontaminateFilter(Filter):
     name = "decontaminate"
     options: ClassVar[dict] = {"n": 8, "threshold": 0.5, "benchmarks": "all", "field": "pair"}
+    valid: ClassVar[dict] = {"n": _POSITIVE, "threshold": ((lambda v: 0 < v <= 1), "in (0, 1]"),
+                             "field": _in("user", "pair")}
 
     def decide(self, rows):
         names = tuple(EVAL_SETS) if self.opts["benchmarks"] == "all" else \
@@ -491,7 +515,6 @@ def filter_dir(input_dir: str | Path, spec: str, output_dir: str | Path) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m genstruct_train.synthesis.filters",
                                      description="filter a synthesized set", epilog=__doc__[__doc__.index("Spec:"):],
@@ -500,13 +523,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filters", required=True, help="e.g. format,length,exact-dedup,grounding:threshold=0.5")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         report = filter_dir(args.input, args.filters, args.output)
-    except GenstructError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"filters: {report['read']} rows -> {report['kept']} kept; removed {report['removed']} -> {args.output}")
-    return 0
+        print(f"filters: {report['read']} rows -> {report['kept']} kept; removed {report['removed']} -> {args.output}")
+        return 0
+
+    from ..guard import guarded
+
+    return guarded("filters", run, lock=args.output)
 
 
 if __name__ == "__main__":

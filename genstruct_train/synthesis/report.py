@@ -6,7 +6,8 @@
 Writes DIR/quality.json and DIR/quality.png for each set or, with --output, only one side-by-side
 OUT/quality.json, OUT/quality.md (the table it prints) and OUT/quality.png (the input directories are left
 alone). Figures:
-  valid_pair_rate     rows / (rows + rejected rows)
+  valid_pair_rate     valid rows / (rows + rejected rows); a row without a non-empty string `user` and
+                      `assistant` is counted in invalid_rows, not valid (the other figures skip it)
   rejection_reasons   rejected rows per `reason`
   grounding_rate      share of rows with a passage whose response's content words are >= --grounding-threshold
                       found in the passage (filters.grounding_score); mean_grounding the mean share
@@ -29,7 +30,7 @@ from pathlib import Path
 from ..errors import GenstructError
 
 TABLE = [  # (key, label, format)
-    ("rows", "rows", "{}"), ("rejected", "rejected", "{}"), ("valid_pair_rate", "valid-pair rate", "{:.3f}"),
+    ("rows", "rows", "{}"), ("invalid_rows", "invalid rows (no user/assistant)", "{}"), ("rejected", "rejected", "{}"), ("valid_pair_rate", "valid-pair rate", "{:.3f}"),
     ("grounding_rate", "grounding rate", "{:.3f}"), ("mean_grounding", "mean grounding", "{:.3f}"),
     ("distinct_1", "distinct-1", "{:.3f}"), ("distinct_2", "distinct-2", "{:.3f}"),
     ("mean_pairwise_rouge_l", "mean pairwise ROUGE-L", "{:.3f}"),
@@ -63,6 +64,10 @@ def _mean(xs):
     return statistics.fmean(xs) if xs else None
 
 
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
 def quality(rows: list[dict], rejected: list[dict], grounding_threshold: float = 0.5,
             max_rouge_rows: int = 1000) -> dict:
     import random
@@ -70,18 +75,21 @@ def quality(rows: list[dict], rejected: list[dict], grounding_threshold: float =
     from .filters import grounding_score, passage_of
     from .similarity import mean_pairwise_rouge_l
 
-    instructions = [r.get("user") or "" for r in rows]
-    responses = [r.get("assistant") or "" for r in rows]
-    grounded = [grounding_score(r.get("assistant") or "", passage_of(r))["token"] for r in rows if passage_of(r)]
+    pairs = [r for r in rows if _text(r.get("user")) and _text(r.get("assistant"))]
+    invalid = len(rows) - len(pairs)
+    rows = pairs  # the figures below are over valid pairs only
+    instructions = [r["user"] for r in rows]
+    responses = [r["assistant"] for r in rows]
+    grounded = [grounding_score(r["assistant"], passage_of(r))["token"] for r in rows if passage_of(r)]
     grounded = [0.0 if g is None else g for g in grounded]
     sample = instructions if len(instructions) <= max_rouge_rows else random.Random(0).sample(instructions,
                                                                                              max_rouge_rows)
     rewards = [r["reward"] for r in rows if isinstance(r.get("reward"), (int, float))]
-    total = len(rows) + len(rejected)
+    total = len(rows) + invalid + len(rejected)
     inst_words = [len(t.split()) for t in instructions]
     resp_words = [len(t.split()) for t in responses]
     return {
-        "rows": len(rows), "rejected": len(rejected),
+        "rows": len(rows) + invalid, "invalid_rows": invalid, "rejected": len(rejected),
         "valid_pair_rate": len(rows) / total if total else None,
         "rejection_reasons": dict(Counter(r.get("reason", "unknown") for r in rejected).most_common()),
         "grounding_rate": sum(g >= grounding_threshold for g in grounded) / len(grounded) if grounded else None,

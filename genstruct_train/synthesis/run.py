@@ -100,8 +100,6 @@ def sampling_from_args(args, defaults: dict | None = None, n: int | None = None)
         if value is not None:
             merged[key] = value
     n = args.num_samples if n is None else n
-    if n < 1:
-        raise GenstructError("--num-samples must be >= 1")
     if merged["temperature"] == 0 and n > 1:
         raise GenstructError("greedy decoding (--temperature 0) gives identical samples: use --num-samples 1")
     return SamplingParams(n=n, seed=args.seed, **{k: merged[k] for k in SAMPLING_KEYS})
@@ -174,13 +172,14 @@ class JobOutputs:
         self.handles = {n: p.open("a", encoding="utf-8") for n, p in self.paths.items()}
 
     def commit(self, accepted: list[dict], rejected: list[dict], done: list, stats: dict) -> None:
-        from ..io import append_jsonl
+        from ..io import append_jsonl, note_committed
 
         append_jsonl(self.handles["synthesized"], accepted)
         append_jsonl(self.handles["rejected"], rejected)
         append_jsonl(self.handles["progress"], [{"done": list(done), "stats": stats}])
         self.done.update(done)
         self.stats.append(stats)
+        note_committed(f"{len(self.done)} units of work committed in {self.paths['progress'].parent}")
 
     def totals(self) -> dict:
         """Sum of the committed chunks' stats (numbers add, dicts add per key)."""
@@ -239,9 +238,13 @@ def fit_prompt(module, generator, passage: dict, budget: int | None, overlong: s
 
 def run(args) -> int:
     from ..generation import from_args
+    from ..generation.base import check_sampling_args
     from ..io import file_sha256
     from .corpus import parse_shard, read_corpus
 
+    check_sampling_args(args)  # before anything loads
+    if args.limit is not None and args.limit < 1:
+        raise GenstructError(f"--limit must be >= 1 (leave it out for the whole corpus), got {args.limit}")
     module = load_method(args.method)
     if hasattr(module, "run"):  # non-corpus method: its own loop
         return hub_dataset.finish(args, args.output, int(module.run(args, from_args(args)) or 0))
@@ -256,6 +259,9 @@ def run(args) -> int:
         if getattr(args, name) < 1:
             raise GenstructError(f"--{name.replace('_', '-')} must be >= 1")
     corpus = read_corpus(corpus_path, limit=args.limit, shard=shard)
+    if not corpus.passages:
+        raise GenstructError(f"{corpus_path}: no usable passage ({corpus.read} rows read, skipped "
+                             f"{dict(corpus.skipped)}): nothing to synthesize")
     sampling = sampling_from_args(args, getattr(module, "DEFAULTS", {}))
     manifest = job_manifest(args, sampling, corpus_sha256=file_sha256(corpus_path), limit=args.limit,
                             shard=f"{shard[0]}/{shard[1]}", overlong=args.overlong)
@@ -264,6 +270,11 @@ def run(args) -> int:
         print(f"synthesize: {args.output} is already complete (same job, every passage done): nothing to do")
         return hub_dataset.finish(args, args.output)
     generator = from_args(args)
+    try:
+        _prompt_budget(generator, sampling)  # before anything is written
+    except GenstructError:
+        generator.close()
+        raise
     out = open_job(args.output, manifest)
     if generator.tokenizer is None:
         raise GenstructError(f"method {args.method!r} renders prompts with the model's tokenizer: "
@@ -282,15 +293,21 @@ def _already_complete(out: Path) -> bool:
         read_json(out / "report.json").get("complete") is True
 
 
+def _prompt_budget(generator, sampling) -> int | None:
+    """Tokens left for the prompt in the model's context (None: unknown)."""
+    if not generator.context_length:
+        return None
+    budget = generator.context_length - sampling.max_new_tokens
+    if budget <= 0:
+        raise GenstructError(f"--max-new-tokens {sampling.max_new_tokens} leaves no room for a prompt "
+                             f"in the model's context of {generator.context_length} tokens")
+    return budget
+
+
 def _run_corpus(args, module, generator, corpus, sampling, out, shard, corpus_path) -> int:
     from tqdm.auto import tqdm
 
-    budget = None
-    if generator.context_length:
-        budget = generator.context_length - sampling.max_new_tokens
-        if budget <= 0:
-            raise GenstructError(f"--max-new-tokens {sampling.max_new_tokens} leaves no room for a prompt "
-                                 f"in the model's context of {generator.context_length} tokens")
+    budget = _prompt_budget(generator, sampling)
     work, skipped, truncated = [], Counter(corpus.skipped), set()
     for passage in corpus.passages:
         fitted = fit_prompt(module, generator, passage, budget, args.overlong)
@@ -357,6 +374,10 @@ def _run_corpus(args, module, generator, corpus, sampling, out, shard, corpus_pa
           f"skipped {sum(report['skipped'].values())} input rows {report['skipped']}, truncated "
           f"{report['truncated']}; {report['tokens_generated']} tokens at {report['tokens_per_s']} tok/s "
           f"-> {out}")
+    if not report["rows"]:
+        raise GenstructError(f"no row accepted: {report['passages']} passages synthesized, "
+                             f"{sum(report['skipped'].values())} input rows skipped {report['skipped']}, "
+                             f"{rejected} samples rejected {report['rejected']} (see {out / 'report.json'})")
     return 0
 
 

@@ -376,3 +376,39 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
         if (adapter_dir / name).is_file():
             shutil.copyfile(adapter_dir / name, output_dir / name)
     return output_dir
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The highest checkpoint-N in output_dir that a save finished: trainer_state.json (the Trainer writes
+    it last) parses and every *.safetensors is complete. An incomplete one (a run killed while saving)
+    is skipped with a warning naming what is missing; None when there is no complete checkpoint."""
+    import logging
+    import re
+
+    from ..io import check_safetensors
+
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in output_dir.iterdir()
+             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    for _, path in sorted(found, reverse=True):
+        problem = None
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            weights = sorted(path.glob("*.safetensors"))
+            if not weights:
+                problem = "no *.safetensors weights"
+            for w in weights:
+                check_safetensors(w)
+        except FileNotFoundError:
+            problem = "no trainer_state.json"
+        except (ValueError, UnicodeDecodeError):
+            problem = "trainer_state.json is not valid JSON"
+        except GenstructError as e:
+            problem = str(e)
+        if problem is None:
+            return str(path)
+        logging.getLogger("genstruct_train.sft").warning(
+            f"skipping incomplete checkpoint {path} ({problem}): a run stopped while saving it")
+    return None

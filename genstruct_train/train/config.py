@@ -151,8 +151,46 @@ def validate(args: GenstructArgs, training_args, model_args) -> None:
         raise GenstructError("merge: true only applies to LoRA training (use_peft: true)")
     if not training_args.output_dir:
         raise GenstructError("a recipe needs output_dir")
+    check_ranges(args, training_args, model_args)
     if training_args.packing and training_args.max_length is None:
         raise GenstructError("packing needs max_length")
+
+
+# recipe key -> (check, what a valid value is); None values (unset) are not checked
+RANGES = {
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "per_device_train_batch_size": (lambda v: v >= 1, ">= 1"),
+    "per_device_eval_batch_size": (lambda v: v >= 1, ">= 1"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, ">= 1"),
+    "max_steps": (lambda v: v == -1 or v >= 1, "-1 (train num_train_epochs) or >= 1"),
+    "num_train_epochs": (lambda v: v > 0, "> 0"),
+    "warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "max_grad_norm": (lambda v: v >= 0, ">= 0"),
+    "save_steps": (lambda v: v > 0, "> 0 (below 1: a fraction of the training steps)"),
+    "logging_steps": (lambda v: v > 0, "> 0 (below 1: a fraction of the training steps)"),
+    "eval_steps": (lambda v: v > 0, "> 0 (below 1: a fraction of the training steps)"),
+    "save_total_limit": (lambda v: v >= 1, ">= 1"),
+    "max_length": (lambda v: v >= 1, ">= 1"),
+    "max_train_samples": (lambda v: v >= 1, ">= 1"),
+    "max_eval_samples": (lambda v: v >= 0, ">= 0"),
+    "lora_r": (lambda v: v >= 1, ">= 1"),
+    "lora_alpha": (lambda v: v > 0, "> 0"),
+    "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
+
+def check_ranges(*configs) -> None:
+    """Refuse an out-of-range recipe value (negative learning rate, batch size 0, max_steps -3, ...)
+    naming the key, before any model loads."""
+    for config in configs:
+        for key, (ok, valid) in RANGES.items():
+            value = getattr(config, key, None)
+            if key.startswith("lora_") and not getattr(config, "use_peft", False):
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
+                raise GenstructError(f"recipe key {key}: must be {valid}, got {value}")
 
 
 def _check_installed(wanted: bool, module: str, setting: str, package: str) -> None:

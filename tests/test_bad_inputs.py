@@ -1,0 +1,578 @@
+"""The bad-input matrix: every command given a bad input (argument, file, config, locked or occupied
+output) answers with exactly one line naming the file/line/field or option and exit 2 ("clear"), or
+finishes with the bad rows counted and reported ("counted"); never silently, never a traceback.
+
+Commands run in-process (genstruct_train.cli.main, eval's and the filters' main, recipes/sft.py's main,
+eval/compare.py's main); the tiny random checkpoint stands in for a model. Each case lists the command,
+the expected exit code and the exact last stderr line ({tmp}, {res}, {pid} are filled in)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from genstruct_train.errors import GenstructError
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD = [{"id": f"p{i}", "title": f"Topic {i}", "text": f"Passage {i} says that cells divide and grow."}
+        for i in range(3)]
+ROW = {"id": "p0", "title": "Cells", "content": "Cells divide and grow.", "user": "What do cells do?",
+       "assistant": "Cells divide and grow."}
+
+
+def _jsonl(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def _latin1(path: Path, first: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(json.dumps(first).encode() + b"\n" + b'{"title": "Caf\xe9", "text": "x"}\n')
+    return path
+
+
+def _module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def res(tmp_path_factory, tiny_model_dir):
+    """Shared inputs: good and bad files, a truncated checkpoint, LoRA adapters, a locked directory."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    r = tmp_path_factory.mktemp("res")
+    _jsonl(r / "corpus.jsonl", GOOD)
+    _latin1(r / "latin1.jsonl", GOOD[0])
+    _jsonl(r / "badjson.jsonl", [GOOD[0], '{"title": "x", "text": '])
+    _jsonl(r / "array.jsonl", ["[1, 2]"])
+    _jsonl(r / "untitled.jsonl", [{"text": "no title"}, {"title": " ", "text": "blank title"}])
+    (r / "afile").write_text("not a directory\n")
+    # a synthesized set with rows lacking a usable user, and its broken variants
+    _jsonl(r / "synth" / "synthesized.jsonl", [ROW, {**ROW, "user": None}, {k: v for k, v in ROW.items() if k != "user"},
+                                               {**ROW, "user": "How do cells grow in size?"}])
+    _jsonl(r / "synth" / "rejected.jsonl", [{**ROW, "reason": "no_question"}])
+    _latin1(r / "synth-latin1" / "synthesized.jsonl", ROW)
+    _jsonl(r / "synth-badrej" / "synthesized.jsonl", [ROW])
+    _jsonl(r / "synth-badrej" / "rejected.jsonl", [ROW, "{not json"])
+    _jsonl(r / "synth-nopassage" / "synthesized.jsonl", [{"user": "What is it?", "assistant": "A thing."}])
+    (r / "empty-dir").mkdir()
+    # predictions
+    pred = {"id": "q0", "setting": "direct", "group": "x", "output": "The answer is 4.", "gold": "4"}
+    _jsonl(r / "pred.jsonl", [pred])
+    _jsonl(r / "pred-missing.jsonl", [{k: v for k, v in pred.items() if k != "gold"}])
+    _latin1(r / "pred-latin1.jsonl", pred)
+    # a checkpoint whose model.safetensors was cut short
+    shutil.copytree(tiny_model_dir, r / "truncated-model")
+    weights = r / "truncated-model" / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size // 2)
+    # LoRA adapters: a good one, one truncated, one whose base model is gone
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(r / "adapter")
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(r / "adapter")
+    shutil.copytree(r / "adapter", r / "adapter-truncated")
+    weights = r / "adapter-truncated" / "adapter_model.safetensors"
+    os.truncate(weights, weights.stat().st_size - 10)
+    shutil.copytree(r / "adapter", r / "adapter-nobase")
+    cfg = json.loads((r / "adapter-nobase" / "adapter_config.json").read_text())
+    (r / "adapter-nobase" / "adapter_config.json").write_text(
+        json.dumps({**cfg, "base_model_name_or_path": str(r / "gone")}))
+    # recipes and experiments
+    (r / "bad.yaml").write_text("learning_rate: [1, 2\n")
+    (r / "list.yaml").write_text("- a\n- b\n")
+    _jsonl(r / "train-data" / "train.jsonl", [ROW])
+    (r / "no-train").mkdir()
+    (r / "exp-unknown.yaml").write_text("name: x\nsynthesiser: {checkpoint: y}\n")
+    # a directory locked by another process for the whole module
+    holder = subprocess.Popen(
+        [sys.executable, "-c", ("import sys, time\nfrom genstruct_train.io import lock_output_dir\n"
+         "lock_output_dir(sys.argv[1]); print('held', flush=True); time.sleep(900)"), str(r / "locked")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert holder.stdout.readline().strip() == "held"
+    yield {"res": str(r), "model": str(tiny_model_dir), "pid": str(holder.pid)}
+    holder.kill()
+    holder.wait()
+
+
+@dataclass
+class Case:
+    command: str  # genstruct-train | eval | filters | sft | compare
+    name: str
+    argv: list[str]
+    code: int
+    message: str  # the exact last line of stderr
+    env: dict | None = None
+
+
+M, C = "{model}", "{res}/corpus.jsonl"
+SYN = ["synthesize", "--model", M, "--corpus", C, "--output", "{tmp}/out"]
+LOCKED = "--output '{res}/locked' is in use by another run (pid {pid}: -c {res}/locked): wait for it to finish or " \
+    "use another directory"
+AFILE = "--output '{res}/afile' is an existing file, not a directory"
+LATIN = "not valid UTF-8 (byte 0xe9); re-encode the file as UTF-8"
+E = "genstruct-train: error: "
+SFT = ["--config", str(REPO / "recipes" / "tiny" / "sft.yaml"), "--output_dir", "{tmp}/sft"]
+DATA = ["--dataset_path", "{res}/train-data"]
+RANGE = "sft.py: error: recipe key "
+
+CASES = [
+    # ------------------------------------------------------------------ synthesize: options
+    Case("genstruct-train", "synth-limit-negative", [*SYN, "--limit", "-1"], 2,
+         E + "--limit must be >= 1 (leave it out for the whole corpus), got -1"),
+    Case("genstruct-train", "synth-limit-zero", [*SYN, "--limit", "0"], 2,
+         E + "--limit must be >= 1 (leave it out for the whole corpus), got 0"),
+    Case("genstruct-train", "synth-top-p-2", [*SYN, "--top-p", "2"], 2, E + "--top-p must be in (0, 1], got 2.0"),
+    Case("genstruct-train", "synth-top-p-0", [*SYN, "--top-p", "0"], 2, E + "--top-p must be in (0, 1], got 0.0"),
+    Case("genstruct-train", "synth-top-p-nan", [*SYN, "--top-p", "nan"], 2, E + "--top-p must be in (0, 1], got nan"),
+    Case("genstruct-train", "synth-max-new-tokens-0", [*SYN, "--max-new-tokens", "0"], 2,
+         E + "--max-new-tokens must be >= 1, got 0"),
+    Case("genstruct-train", "synth-max-new-tokens-neg", [*SYN, "--max-new-tokens", "-5"], 2,
+         E + "--max-new-tokens must be >= 1, got -5"),
+    Case("genstruct-train", "synth-temperature-neg", [*SYN, "--temperature", "-0.5"], 2,
+         E + "--temperature must be >= 0 (0 = greedy), got -0.5"),
+    Case("genstruct-train", "synth-num-samples-0", [*SYN, "--num-samples", "0"], 2,
+         E + "--num-samples must be >= 1, got 0"),
+    Case("genstruct-train", "synth-top-k-neg", [*SYN, "--top-k", "-1"], 2, E + "--top-k must be >= 0 (0 = off), got -1"),
+    Case("genstruct-train", "synth-greedy-many", [*SYN, "--temperature", "0", "--num-samples", "2"], 2,
+         E + "greedy decoding (--temperature 0) gives identical samples: use --num-samples 1"),
+    Case("genstruct-train", "synth-chunk-size-0", [*SYN, "--chunk-size", "0"], 2, E + "--chunk-size must be >= 1"),
+    Case("genstruct-train", "synth-shard-range", [*SYN, "--shard", "3/2"], 2, E + "--shard 3/2: need 0 <= I < N"),
+    Case("genstruct-train", "synth-shard-form", [*SYN, "--shard", "half"], 2,
+         E + "--shard must look like I/N (e.g. 0/4), got 'half'"),
+    Case("genstruct-train", "synth-method", [*SYN, "--method", "magic"], 2,
+         "genstruct-train synthesize: error: argument --method: invalid choice: 'magic' (choose from 'genstruct', "
+         "'synthesizer', 'self-instruct', 'ada-instruct')"),
+    Case("genstruct-train", "synth-max-new-tokens-over-context", [*SYN, "--max-new-tokens", "5000"], 2,
+         E + "--max-new-tokens 5000 leaves no room for a prompt in the model's context of 4096 tokens"),
+    # ------------------------------------------------------------------ synthesize: files and directories
+    Case("genstruct-train", "synth-output-file", [*SYN[:-1], "{res}/afile"], 2, E + AFILE),
+    Case("genstruct-train", "synth-output-locked", [*SYN[:-1], "{res}/locked"], 2, E + LOCKED),
+    Case("genstruct-train", "synth-corpus-missing", [*SYN[:4], "{tmp}/nope.jsonl", *SYN[5:]], 2,
+         E + "corpus file '{tmp}/nope.jsonl' does not exist"),
+    Case("genstruct-train", "synth-corpus-latin1", [*SYN[:4], "{res}/latin1.jsonl", *SYN[5:]], 2,
+         E + "{res}/latin1.jsonl:2: " + LATIN),
+    Case("genstruct-train", "synth-corpus-badjson", [*SYN[:4], "{res}/badjson.jsonl", *SYN[5:]], 2,
+         E + "{res}/badjson.jsonl:2: invalid JSON: Expecting value (column 24)"),
+    Case("genstruct-train", "synth-corpus-array", [*SYN[:4], "{res}/array.jsonl", *SYN[5:]], 2,
+         E + "{res}/array.jsonl:1: expected a JSON object, got list"),
+    Case("genstruct-train", "synth-corpus-all-skipped", [*SYN[:4], "{res}/untitled.jsonl", *SYN[5:]], 2,
+         E + "{res}/untitled.jsonl: no usable passage (2 rows read, skipped {{'missing_title': 2}}): nothing to "
+         "synthesize"),
+    Case("genstruct-train", "synth-model-missing", [*SYN[:2], "{tmp}/no-model", *SYN[3:]], 2,
+         E + "model path '{tmp}/no-model' does not exist"),
+    Case("genstruct-train", "synth-model-truncated", [*SYN[:2], "{res}/truncated-model", *SYN[3:]], 2,
+         E + "{res}/truncated-model/model.safetensors: truncated or corrupt safetensors file (HALF bytes, its "
+         "tensors need FULL bytes): save or download it again"),
+    Case("genstruct-train", "synth-data-dir-missing", ["synthesize", "--model", M, "--output", "{tmp}/out"], 2,
+         E + "GENSTRUCT_DATA_DIR '{tmp}/no-data' is not a directory", env={"GENSTRUCT_DATA_DIR": "{tmp}/no-data"}),
+    # ------------------------------------------------------------------ filters
+    *[Case("filters", f"filter-{name}", ["{res}/synth", "--filters", spec, "--output", "{tmp}/f"], 2,
+           "filters: error: " + msg) for name, spec, msg in [
+        ("unknown", "lenght", ("unknown filter 'lenght'; valid filters: format, length, exact-dedup, rouge-dedup, "
+                              "embedding-dedup, grounding, reward, decontaminate")),
+        ("unknown-option", "rouge-dedup:treshold=0.5",
+         "filter 'rouge-dedup': unknown option(s) treshold; valid: threshold, field"),
+        ("not-key-value", "length:7", "filter 'length': option '7' must be key=value"),
+        ("rouge-negative", "rouge-dedup:threshold=-3",
+         "filter 'rouge-dedup': option threshold=-3 out of range: must be in [0, 1]"),
+        ("rouge-over-1", "rouge-dedup:threshold=1.5",
+         "filter 'rouge-dedup': option threshold=1.5 out of range: must be in [0, 1]"),
+        ("rouge-nan", "rouge-dedup:threshold=nan",
+         "filter 'rouge-dedup': option threshold=nan out of range: must be in [0, 1]"),
+        ("rouge-word", "rouge-dedup:threshold=high", "filter 'rouge-dedup': option threshold: value 'high' is not a number"),
+        ("rouge-field", "rouge-dedup:field=title",
+         "filter 'rouge-dedup': option field=title out of range: must be user or assistant or pair"),
+        ("length-negative", "length:min_user_words=-1",
+         "filter 'length': option min_user_words=-1 out of range: must be >= 0"),
+        ("length-float", "length:max_user_words=2.5",
+         "filter 'length': option max_user_words: value '2.5' is not an integer"),
+        ("exact-field", "exact-dedup:field=title",
+         "filter 'exact-dedup': option field=title out of range: must be user or assistant or pair"),
+        ("embedding-threshold", "embedding-dedup:threshold=2",
+         "filter 'embedding-dedup': option threshold=2 out of range: must be in [-1, 1]"),
+        ("grounding-threshold", "grounding:threshold=1.5",
+         "filter 'grounding': option threshold=1.5 out of range: must be in [0, 1]"),
+        ("grounding-entity", "grounding:entity_threshold=-0.1",
+         "filter 'grounding': option entity_threshold=-0.1 out of range: must be in [0, 1]"),
+        ("reward-keep", "reward:keep=0", "filter 'reward': option keep=0 out of range: must be >= 1"),
+        ("reward-group", "reward:group=title",
+         "filter 'reward': option group=title out of range: must be passage or user"),
+        ("reward-no-model", "reward", "filter 'reward' needs model=PATH (a sequence-classification reward model)"),
+        ("decon-n", "decontaminate:n=0", "filter 'decontaminate': option n=0 out of range: must be >= 1"),
+        ("decon-threshold", "decontaminate:threshold=0",
+         "filter 'decontaminate': option threshold=0 out of range: must be in (0, 1]"),
+        ("decon-benchmark", "decontaminate:benchmarks=gsm9k",
+         ("unknown benchmark(s) for decontamination: gsm9k; valid: gsm8k, mmlu, bbh, tydiqa, humaneval, mbpp, math, "
+         "alpaca_eval")),
+    ]],
+    Case("filters", "filter-no-input", ["{res}/empty-dir", "--filters", "format", "--output", "{tmp}/f"], 2,
+         "filters: error: '{res}/empty-dir' has no synthesized.jsonl (the output of `genstruct-train synthesize`)"),
+    Case("filters", "filter-output-is-input", ["{res}/synth", "--filters", "format", "--output", "{res}/synth"], 2,
+         "filters: error: --output must differ from the input directory"),
+    Case("filters", "filter-output-file", ["{res}/synth", "--filters", "format", "--output", "{res}/afile"], 2,
+         "filters: error: " + AFILE),
+    Case("filters", "filter-output-locked", ["{res}/synth", "--filters", "format", "--output", "{res}/locked"], 2,
+         "filters: error: " + LOCKED),
+    Case("filters", "filter-latin1", ["{res}/synth-latin1", "--filters", "format", "--output", "{tmp}/f"], 2,
+         "filters: error: {res}/synth-latin1/synthesized.jsonl:2: " + LATIN),
+    Case("filters", "filter-bad-rejected", ["{res}/synth-badrej", "--filters", "format", "--output", "{tmp}/f"], 2,
+         "filters: error: {res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in "
+         "double quotes (column 2)"),
+    Case("filters", "filter-grounding-no-passage",
+         ["{res}/synth-nopassage", "--filters", "grounding", "--output", "{tmp}/f"], 2,
+         "filters: error: filter 'grounding' needs rows with a passage (title/content); row 0 has none"),
+    # ------------------------------------------------------------------ report
+    Case("genstruct-train", "report-no-input", ["report", "{res}/empty-dir"], 2,
+         E + "'{res}/empty-dir' has no synthesized.jsonl (the output of `genstruct-train synthesize`)"),
+    Case("genstruct-train", "report-names-count", ["report", "{res}/synth", "--names", "a,b"], 2,
+         E + "--names gives 2 names for 1 directories"),
+    Case("genstruct-train", "report-names-same", ["report", "{res}/synth", "{res}/synth-badrej", "--names", "a,a"], 2,
+         E + "set names must differ: ['a', 'a'] (use --names)"),
+    Case("genstruct-train", "report-latin1", ["report", "{res}/synth-latin1"], 2,
+         E + "{res}/synth-latin1/synthesized.jsonl:2: " + LATIN),
+    Case("genstruct-train", "report-bad-rejected", ["report", "{res}/synth-badrej"], 2,
+         E + "{res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes "
+         "(column 2)"),
+    Case("genstruct-train", "report-output-file", ["report", "{res}/synth", "--output", "{res}/afile"], 2, E + AFILE),
+    Case("genstruct-train", "report-output-locked", ["report", "{res}/synth", "--output", "{res}/locked"], 2,
+         E + LOCKED),
+    # ------------------------------------------------------------------ eval/run.py
+    *[Case("eval", f"eval-{name}", argv, 2, "eval/run.py: error: " + msg) for name, argv, msg in [
+        ("benchmark", ["--model", M, "--benchmarks", "gsm9k", "--output", "{tmp}/e"],
+         "unknown benchmark 'gsm9k'; valid: mmlu, gsm8k, bbh, tydiqa, codex_humaneval, alpaca_farm"),
+        ("no-benchmark", ["--model", M, "--benchmarks", ",", "--output", "{tmp}/e"], "no benchmark given"),
+        ("no-model", ["--benchmarks", "gsm8k", "--output", "{tmp}/e"],
+         "pass --model (to evaluate) or --predictions (to rescore)"),
+        ("predictions-two", ["--benchmarks", "gsm8k,bbh", "--predictions", "{res}/pred.jsonl", "--output", "{tmp}/e"],
+         "--predictions rescores one benchmark: pass exactly one in --benchmarks"),
+        ("predictions-missing", ["--benchmarks", "gsm8k", "--predictions", "{tmp}/p.jsonl", "--output", "{tmp}/e"],
+         "{tmp}/p.jsonl: cannot read file: No such file or directory"),
+        ("predictions-latin1", ["--benchmarks", "gsm8k", "--predictions", "{res}/pred-latin1.jsonl", "--output",
+                                "{tmp}/e"], "{res}/pred-latin1.jsonl:2: " + LATIN),
+        ("predictions-field", ["--benchmarks", "gsm8k", "--predictions", "{res}/pred-missing.jsonl", "--output",
+                               "{tmp}/e"], "{res}/pred-missing.jsonl:1: field 'gold': missing in a prediction row"),
+        ("limit-0", ["--model", M, "--benchmarks", "gsm8k", "--limit", "0", "--output", "{tmp}/e"],
+         "--limit must be at least 1, got 0"),
+        ("max-new-tokens-0", ["--model", M, "--benchmarks", "gsm8k", "--max-new-tokens", "0", "--output", "{tmp}/e"],
+         "--max-new-tokens must be >= 1, got 0"),
+        ("data-dir", ["--model", M, "--benchmarks", "gsm8k", "--data-dir", "{tmp}/nodata", "--output", "{tmp}/e"],
+         "--data-dir '{tmp}/nodata' is not a directory"),
+        ("judge", ["--model", M, "--benchmarks", "alpaca_farm", "--output", "{tmp}/e"],
+         "alpaca_farm needs a judge model: pass --judge (and --judge-backend)"),
+        ("model-missing", ["--model", "{tmp}/no-model", "--benchmarks", "gsm8k", "--limit", "1", "--output", "{tmp}/e"],
+         "model path '{tmp}/no-model' does not exist"),
+        ("model-truncated", ["--model", "{res}/truncated-model", "--benchmarks", "gsm8k", "--limit", "1", "--output",
+                             "{tmp}/e"], ("{res}/truncated-model/model.safetensors: truncated or corrupt safetensors "
+         "file (HALF bytes, its tensors need FULL bytes): save or download it again")),
+        ("output-file", ["--model", M, "--benchmarks", "gsm8k", "--output", "{res}/afile"], AFILE),
+        ("output-locked", ["--model", M, "--benchmarks", "gsm8k", "--output", "{res}/locked"], LOCKED),
+    ]],
+    Case("genstruct-train", "eval-verb-output-locked",
+         ["eval", "--benchmarks", "gsm8k", "--predictions", "{res}/pred.jsonl", "--output", "{res}/locked"], 2,
+         E + LOCKED),
+    # ------------------------------------------------------------------ merge
+    Case("genstruct-train", "merge-missing", ["merge", "--adapter", "{tmp}/none", "--output", "{tmp}/m"], 2,
+         E + "--adapter '{tmp}/none' has no adapter_config.json (a LoRA adapter directory saved by recipes/sft.py with "
+         "use_peft: true)"),
+    Case("genstruct-train", "merge-full-model", ["merge", "--adapter", M, "--output", "{tmp}/m"], 2,
+         E + "--adapter '{model}' has no adapter_config.json (a LoRA adapter directory saved by recipes/sft.py with "
+         "use_peft: true)"),
+    Case("genstruct-train", "merge-truncated", ["merge", "--adapter", "{res}/adapter-truncated", "--output", "{tmp}/m"],
+         2, E + "{res}/adapter-truncated/adapter_model.safetensors: truncated or corrupt safetensors file (ADAPTER "
+         "bytes, its tensors need ADAPTER+10 bytes): save or download it again"),
+    Case("genstruct-train", "merge-no-base", ["merge", "--adapter", "{res}/adapter-nobase", "--output", "{tmp}/m"], 2,
+         E + "base model of adapter '{res}/adapter-nobase': '{res}/gone' does not exist"),
+    Case("genstruct-train", "merge-output-file", ["merge", "--adapter", "{res}/adapter", "--output", "{res}/afile"], 2,
+         E + AFILE),
+    Case("genstruct-train", "merge-output-locked", ["merge", "--adapter", "{res}/adapter", "--output", "{res}/locked"],
+         2, E + LOCKED),
+    # ------------------------------------------------------------------ data build
+    *[Case("genstruct-train", f"build-{name}", ["data", "build", *argv], 2, E + msg) for name, argv, msg in [
+        ("nothing", ["--output", "{tmp}/d"], "give either --config MIXTURE.yaml or --source with --path (or --hub)"),
+        ("both", ["--config", "{tmp}/m.yaml", "--source", "jsonl", "--output", "{tmp}/d"],
+         "give either --config MIXTURE.yaml or --source with --path (or --hub)"),
+        ("no-path", ["--source", "jsonl", "--output", "{tmp}/d"], "--source needs exactly one of --path or --hub"),
+        ("output-file", ["--source", "jsonl", "--path", "{res}/synth/synthesized.jsonl", "--output", "{res}/afile"],
+         AFILE),
+        ("output-locked", ["--source", "jsonl", "--path", "{res}/synth/synthesized.jsonl", "--output", "{res}/locked"],
+         LOCKED),
+        ("latin1", ["--source", "jsonl", "--path", "{res}/synth-latin1/synthesized.jsonl", "--output", "{tmp}/d"],
+         "{res}/synth-latin1/synthesized.jsonl:2: " + LATIN),
+        ("badjson", ["--source", "jsonl", "--path", "{res}/synth-badrej/rejected.jsonl", "--output", "{tmp}/d"],
+         ("{res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes "
+         "(column 2)")),
+    ]],
+    # ------------------------------------------------------------------ recipes/sft.py (checked before a model loads)
+    *[Case("sft", f"sft-{name}", [*SFT, *DATA, *argv], 2, msg) for name, argv, msg in [
+        ("lr-negative", ["--learning_rate=-1e-5"], RANGE + "learning_rate: must be > 0, got -1e-05"),
+        ("lr-zero", ["--learning_rate", "0"], RANGE + "learning_rate: must be > 0, got 0.0"),
+        ("batch-0", ["--per_device_train_batch_size", "0"], RANGE + "per_device_train_batch_size: must be >= 1, got 0"),
+        ("eval-batch-0", ["--per_device_eval_batch_size", "0"], RANGE + "per_device_eval_batch_size: must be >= 1, got 0"),
+        ("accum-0", ["--gradient_accumulation_steps", "0"], RANGE + "gradient_accumulation_steps: must be >= 1, got 0"),
+        ("max-steps-neg", ["--max_steps=-3"], RANGE + "max_steps: must be -1 (train num_train_epochs) or >= 1, got -3"),
+        ("max-steps-0", ["--max_steps", "0"], RANGE + "max_steps: must be -1 (train num_train_epochs) or >= 1, got 0"),
+        ("epochs-0", ["--max_steps=-1", "--num_train_epochs", "0"], RANGE + "num_train_epochs: must be > 0, got 0.0"),
+        ("warmup-neg", ["--warmup_steps=-1"],  # TrainingArguments' own check
+         "sft.py: error: invalid recipe: Got warmup_steps = -1.0, Expected value warmup_steps >= 0"),
+        ("weight-decay-neg", ["--weight_decay=-0.1"], RANGE + "weight_decay: must be >= 0, got -0.1"),
+        ("save-steps-0", ["--save_steps", "0"], RANGE + "save_steps: must be > 0 (below 1: a fraction of the "
+                                                         "training steps), got 0.0"),
+        ("max-length-0", ["--max_length", "0"], RANGE + "max_length: must be >= 1, got 0"),
+        ("max-train-samples-0", ["--max_train_samples", "0"], RANGE + "max_train_samples: must be >= 1, got 0"),
+        ("lora-r-0", ["--use_peft", "true", "--lora_r", "0"], RANGE + "lora_r: must be >= 1, got 0"),
+        ("lora-dropout", ["--use_peft", "true", "--lora_dropout", "1.5"], RANGE + "lora_dropout: must be in [0, 1), "
+                                                                                    "got 1.5"),
+        ("unknown-key", ["--learning_rte", "1e-4"],
+         "sft.py: error: unknown recipe key 'learning_rte' in command line (did you mean 'learning_rate'?)"),
+        ("dataset-missing", ["--dataset_path", "{tmp}/none"], "sft.py: error: dataset_path not found: {tmp}/none"),
+        ("dataset-no-train", ["--dataset_path", "{res}/no-train"],
+         "sft.py: error: dataset_path {res}/no-train has no train.jsonl (make it with `genstruct-train data build`)"),
+        ("merge-no-peft", ["--merge", "true"], "sft.py: error: merge: true only applies to LoRA training (use_peft: true)"),
+        ("format", ["--format", "alpaca"], "sft.py: error: unknown format 'alpaca'; valid formats: genstruct, synthesizer, tulu"),
+    ]],
+    Case("sft", "sft-recipe-missing", ["--config", "{tmp}/none.yaml"], 2, "sft.py: error: recipe not found: {tmp}/none.yaml"),
+    Case("sft", "sft-recipe-list", ["--config", "{res}/list.yaml"], 2,
+         "sft.py: error: {res}/list.yaml: a recipe must be a YAML mapping of keys to values"),
+    # ------------------------------------------------------------------ eval/compare.py
+    Case("compare", "compare-config-missing", ["--config", "{tmp}/none.yaml", "--output", "{tmp}/c"], 2,
+         "compare: error: cannot read experiment config {tmp}/none.yaml: No such file or directory"),
+    Case("compare", "compare-unknown-key", ["--config", "{res}/exp-unknown.yaml", "--output", "{tmp}/c"], 2,
+         "compare: error: {res}/exp-unknown.yaml: num_instructions: Field required; synthesizer: Field required; "
+         "base: Field required; methods: Field required; downstream: Field required; eval: Field required; "
+         "synthesiser: Extra inputs are not permitted"),
+    Case("compare", "compare-output-file", ["--config", str(REPO / "eval" / "experiments" / "tiny-cpu.yaml"),
+                                            "--output", "{res}/afile"], 2, "compare: error: " + AFILE),
+    Case("compare", "compare-output-locked", ["--config", str(REPO / "eval" / "experiments" / "tiny-cpu.yaml"),
+                                              "--output", "{res}/locked"], 2, "compare: error: " + LOCKED),
+]
+
+
+def _fill(text: str, values: dict) -> str:
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return text.replace("{{", "{").replace("}}", "}")
+
+
+def run_case(command: str, argv: list[str], capsys, monkeypatch) -> tuple[int, str]:
+    """(exit code, stderr) of one command run in-process."""
+    capsys.readouterr()
+    try:
+        if command == "genstruct-train":
+            from genstruct_train.cli import main
+
+            code = main(argv)
+        elif command == "eval":
+            from genstruct_train.evaluation.runner import main
+
+            code = main(argv)
+        elif command == "filters":
+            from genstruct_train.synthesis.filters import main
+
+            code = main(argv)
+        elif command == "sft":
+            sft = _module(REPO / "recipes" / "sft.py", "sft_recipe")
+            try:  # what `python recipes/sft.py` does around main (its __main__ block)
+                sft.main(argv)
+                code = 0
+            except GenstructError as e:
+                print(f"sft.py: error: {e}", file=sys.stderr)
+                code = 2
+        else:
+            monkeypatch.setattr(sys, "argv", ["eval/compare.py", *argv])
+            code = _module(REPO / "eval" / "compare.py", "compare_script").main()
+    except SystemExit as e:  # argparse
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gives_one_clear_line(case, res, tmp_path, capsys, monkeypatch):
+    values = {**res, "tmp": str(tmp_path)}
+    for key, value in (case.env or {}).items():
+        monkeypatch.setenv(key, _fill(value, values))
+    message = _fill(case.message, values)
+    if "ADAPTER" in message:  # sizes of the truncated files
+        size = (Path(res["res"]) / "adapter-truncated" / "adapter_model.safetensors").stat().st_size
+        message = message.replace("ADAPTER+10", str(size + 10)).replace("ADAPTER", str(size))
+    if "HALF" in message:
+        full = (Path(res["model"]) / "model.safetensors").stat().st_size
+        message = message.replace("HALF", str(full // 2)).replace("FULL", str(full))
+    code, err = run_case(case.command, [_fill(a, values) for a in case.argv], capsys, monkeypatch)
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert (code, lines[-1] if lines else "") == (case.code, message), err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing half-written
+
+
+def test_matrix_size():
+    assert len(CASES) >= 80
+
+
+# ---------------------------------------------------------------------- counted: finished, bad rows reported
+
+def test_counted_synthesize_skips_bad_corpus_rows(res, tmp_path, capsys, monkeypatch, scripted_model):
+    corpus = _jsonl(tmp_path / "c.jsonl", [*GOOD[:2], {"text": "no title"}, {"title": "T", "text": "  "},
+                                           {"title": "T"}, GOOD[0]])
+    code, err = run_case("genstruct-train", ["synthesize", "--model", str(scripted_model), "--corpus", str(corpus),
+                                             "--output", str(tmp_path / "out"), "--max-new-tokens", "16"],
+                         capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["read"], report["passages"], report["complete"]) == (6, 2, True)
+    assert report["skipped"] == {"missing_title": 1, "empty_text": 1, "missing_text": 1, "duplicate_id": 1}
+
+
+def test_counted_report_rows_without_user_are_invalid(res, tmp_path, capsys, monkeypatch):
+    shutil.copytree(Path(res["res"]) / "synth", tmp_path / "synth")
+    code, err = run_case("genstruct-train", ["report", str(tmp_path / "synth")], capsys, monkeypatch)
+    assert code == 0, err
+    q = json.loads((tmp_path / "synth" / "quality.json").read_text())
+    # 4 rows (2 without a user) + 1 rejected: 2 valid pairs of 5
+    assert (q["rows"], q["invalid_rows"], q["rejected"], q["valid_pair_rate"]) == (4, 2, 1, 0.4)
+
+
+def test_counted_filters_remove_rows_without_user(res, tmp_path, capsys, monkeypatch):
+    code, err = run_case("filters", [f"{res['res']}/synth", "--filters", "format", "--output", str(tmp_path / "f")],
+                         capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    assert (report["read"], report["kept"], report["removed"]) == (4, 2, {"format": {"empty_user": 2}})
+
+
+def test_counted_data_build_skips_rows_missing_a_field(res, tmp_path, capsys, monkeypatch):
+    rows = _jsonl(tmp_path / "rows.jsonl", [ROW, {k: v for k, v in ROW.items() if k != "assistant"},
+                                            {**ROW, "id": "p1", "user": "Why do cells grow?"}])
+    code, err = run_case("genstruct-train", ["data", "build", "--source", "jsonl", "--path", str(rows), "--output",
+                                             str(tmp_path / "d")], capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert (report["read"], report["written"], report["skipped"]) == (3, 2, {"missing_field:assistant": 1})
+
+
+def test_synthesis_with_no_accepted_row_fails_after_writing_the_report(res, tmp_path, capsys, monkeypatch):
+    """The random tiny model writes no parsable pair: exit 2 naming the counts, report.json still written."""
+    code, err = run_case("genstruct-train", ["synthesize", "--model", res["model"], "--corpus",
+                                             f"{res['res']}/corpus.jsonl", "--output", str(tmp_path / "out"),
+                                             "--max-new-tokens", "8"], capsys, monkeypatch)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["passages"], report["rows"], sum(report["rejected"].values())) == (3, 0, 3)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
+        f"genstruct-train: error: no row accepted: 3 passages synthesized, 0 input rows skipped {{}}, 3 samples "
+        f"rejected {report['rejected']} (see {tmp_path / 'out' / 'report.json'})")
+
+
+# ---------------------------------------------------------------------- faults: a second run, interrupts, disk full
+
+@pytest.fixture(scope="module")
+def scripted_model(tmp_path_factory):
+    from genstruct_train.testing import scripted_genstruct
+
+    return scripted_genstruct(tmp_path_factory.mktemp("scripted"))
+
+
+def _synth_argv(model, corpus, out, *extra):
+    return ["synthesize", "--model", str(model), "--corpus", str(corpus), "--output", str(out), "--chunk-size", "1",
+            "--max-new-tokens", "24", "--num-samples", "2", "--temperature", "1", "--seed", "3", *extra]
+
+
+def _cli_process(argv, **kw):
+    return subprocess.Popen([str(Path(sys.executable).with_name("genstruct-train")), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, **kw)
+
+
+def _wait_for_progress(path: Path, lines: int, proc, timeout: float = 120) -> None:
+    import time
+
+    start = time.time()
+    while not (path.is_file() and path.read_text().count("\n") >= lines):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - start < timeout
+        time.sleep(0.05)
+
+
+OUTPUTS = ("synthesized.jsonl", "rejected.jsonl")
+
+
+@pytest.fixture(scope="module")
+def reference(scripted_model, tmp_path_factory):
+    """An uninterrupted run over 40 passages."""
+    from genstruct_train.cli import main
+
+    d = tmp_path_factory.mktemp("reference")
+    corpus = _jsonl(d / "corpus.jsonl", [{"id": f"p{i}", "title": f"Topic {i}", "text": f"Passage number {i}. " + "Cells divide and grow. " * 12}
+                                         for i in range(40)])
+    assert main(_synth_argv(scripted_model, corpus, d / "out")) == 0
+    return corpus, {name: (d / "out" / name).read_bytes() for name in OUTPUTS}
+
+
+@pytest.mark.parametrize(("signal_name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_second_run_refused_and_interrupt_then_rerun_is_byte_identical(signal_name, code, scripted_model, reference,
+                                                                      tmp_path, capsys, monkeypatch):
+    import signal
+
+    from genstruct_train.cli import main
+
+    corpus, expected = reference
+    out = tmp_path / "out"
+    argv = _synth_argv(scripted_model, corpus, out)
+    first = _cli_process(argv)
+    _wait_for_progress(out / "progress.jsonl", 3, first)
+    # a second run into the same directory refuses, naming the first
+    got, err = run_case("genstruct-train", argv, capsys, monkeypatch)
+    assert (got, err.strip().splitlines()[-1]) == (2, (f"genstruct-train: error: --output '{out}' is in use by another "
+                                                      f"run (pid {first.pid}: genstruct-train {' '.join(argv)}): wait "
+                                                      "for it to finish or use another directory"))
+    first.send_signal(getattr(signal, signal_name))
+    _, err = first.communicate(timeout=120)
+    done = (out / "progress.jsonl").read_text().count("\n")
+    assert first.returncode == code, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"genstruct-train: interrupted ({signal_name}); {done} units of work "
+                                            f"committed in {out}; rerun the same command to resume")
+    assert 3 <= done < 40
+    # the rerun completes, byte-identical to the uninterrupted run
+    assert main(argv) == 0
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == expected
+    assert json.loads((out / "report.json").read_text())["complete"] is True
+
+
+def test_disk_full_keeps_committed_work_and_the_rerun_completes(scripted_model, reference, tmp_path, capsys,
+                                                                monkeypatch):
+    """A real full disk: a 48 KiB tmpfs (needs root to mount; skipped elsewhere)."""
+    from genstruct_train.cli import main
+
+    corpus, expected = reference
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mnt)],
+                                           capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        out = mnt / "out"
+        argv = _synth_argv(scripted_model, corpus, out)
+        code, err = run_case("genstruct-train", argv, capsys, monkeypatch)
+        done = (out / "progress.jsonl").read_text().count("\n")
+        assert "Traceback" not in err
+        assert (code, err.strip().splitlines()[-1]) == (
+            1, (f"genstruct-train: error: disk full (No space left on device); {done} units of work committed in {out}"
+               "; free some space and rerun the same command to resume"))
+        assert 0 < done < 40
+        subprocess.run(["mount", "-o", "remount,size=4m", str(mnt)], check=True)
+        assert main(argv) == 0
+        assert {name: (out / name).read_bytes() for name in OUTPUTS} == expected
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
