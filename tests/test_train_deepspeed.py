@@ -20,7 +20,7 @@ def ropes(data_dir, tmp_path_factory):
 def _train(ropes, out, accelerate_config, *extra):
     run_sft(["--config", TINY, "--use_peft", "true", "--dataset_path", str(ropes), "--output_dir", str(out),
              "--max_steps", "3", "--per_device_train_batch_size", "1", "--max_length", "512", "--save_steps", "2",
-             "--max_train_samples", "16", "--max_eval_samples", "4", *extra], accelerate_config)
+             "--save_total_limit", "2", "--max_train_samples", "16", "--max_eval_samples", "4", *extra], accelerate_config)
 
 
 def _check_adapter(out):

@@ -40,7 +40,7 @@ def _kill_while_saving(args: list[str], checkpoint) -> bool:
 def test_kill_during_a_save_then_resume_matches_uninterrupted_run(data_dir, tmp_path, tmp_path_factory):
     ropes = build_ropes(data_dir, tmp_path_factory)
     args = ["--config", TINY, "--dataset_path", str(ropes), "--max_steps", str(2 * N), "--save_steps", str(N),
-            "--per_device_train_batch_size", "2", "--max_length", "512", "--max_train_samples", "32",
+            "--save_total_limit", "2", "--per_device_train_batch_size", "2", "--max_length", "512", "--max_train_samples", "32",
             "--max_eval_samples", "2", "--lr_scheduler_type", "linear", "--warmup_steps", "1"]
     full = tmp_path / "uninterrupted"
     run_sft([*args, "--output_dir", str(full)])
