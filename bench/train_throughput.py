@@ -11,7 +11,8 @@ Sides, each a fresh subprocess on the same ROPES rows (`data build`), model, bat
 
     python bench/train_throughput.py [--shape tiny|wide] [--reps 3] [--steps 10] [--batch 8]
 
-tokens/s = non-pad tokens / trainer's train_runtime. FLOPs are what the step needs: 6 x block parameters x
+Throughput = non-pad tokens per CPU second of training (user + sys of the training process, 1 thread by
+default): on shared cores, wall time measures the neighbours; wall times are printed too. FLOPs are what the step needs: 6 x block parameters x
 tokens (+ causal attention) and 6 x vocab x hidden per token in the loss (the LM head is only needed there).
 """
 
@@ -55,7 +56,11 @@ def plain_trl(args) -> None:
     )
     trainer = SFTTrainer(model=args.model, args=config, train_dataset=train,
                          processing_class=AutoTokenizer.from_pretrained(args.model))
+    before = resource.getrusage(resource.RUSAGE_SELF)
     metrics = trainer.train().metrics
+    after = resource.getrusage(resource.RUSAGE_SELF)  # as GenstructSFTTrainer.train reports it
+    metrics["train_cpu_user_s"] = after.ru_utime - before.ru_utime
+    metrics["train_cpu_sys_s"] = after.ru_stime - before.ru_stime
     Path(args.output).mkdir(parents=True, exist_ok=True)
     (Path(args.output) / "train_report.json").write_text(
         json.dumps({"metrics": metrics, "log_history": trainer.state.log_history}))
@@ -95,14 +100,16 @@ def run_side(cmd: list[str], out: Path, env: dict) -> dict:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     report = json.loads((out / "train_report.json").read_text())
     last = [h for h in report["log_history"] if "num_tokens" in h][-1]
+    m = report["metrics"]
     return {"wall": wall, "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime,
-            "train": report["metrics"]["train_runtime"], "tokens": last["num_tokens"],
+            "train_wall": m["train_runtime"], "train_user": m["train_cpu_user_s"], "train_sys": m["train_cpu_sys_s"],
+            "train": m["train_cpu_user_s"] + m["train_cpu_sys_s"], "tokens": last["num_tokens"],
             "loss_tokens": last.get("num_loss_tokens"), "train_loss": report["metrics"]["train_loss"],
             "minflt": after.ru_minflt - before.ru_minflt}
 
 
 def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):9.1f} [{min(values):.1f}-{max(values):.1f}]"
+    return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
 
 
 def main() -> None:
@@ -167,21 +174,22 @@ def main() -> None:
             if r["loss_tokens"]:
                 r["gflops"] = step_flops(config, r["tokens"], r["loss_tokens"], args.max_length / 2) / r["train"] / 1e9
             results[name].append(r)
-            print(f"  rep {rep} {name:<9} {r['tokens']:>7.0f} tok in {r['train']:6.1f} s train, {r['wall']:6.1f} s wall,"
-                  f" user {r['user']:6.1f} s, sys {r['sys']:5.1f} s, {r['tokens_per_s']:7.0f} tok/s, "
-                  f"loss {r['train_loss']:.4f}", flush=True)
+            print(f"  rep {rep} {name:<9} {r['tokens']:>7.0f} tok; training: {r['train']:6.1f} CPU s (user "
+                  f"{r['train_user']:.1f}, sys {r['train_sys']:.1f}), {r['train_wall']:6.1f} s wall; whole process: "
+                  f"{r['wall']:6.1f} s wall, user {r['user']:6.1f} s, sys {r['sys']:5.1f} s; "
+                  f"{r['tokens_per_s']:7.0f} tok per CPU s, loss {r['train_loss']:.4f}", flush=True)
     print(f"load average after: {os.getloadavg()}")
-    print(f"{'side':<10} {'tokens/s median [min-max]':>28} {'train s':>24} {'wall s':>24} {'user s':>24} "
-          f"{'sys s':>24} {'sys/user':>9} {'GFLOP/s (% fp32 peak)':>22}")
+    print("training only (medians [min-max]); tokens per CPU second = tokens / (user + sys) of the training process")
+    print(f"{'side':<10} {'tok per CPU s':>24} {'train CPU s':>22} {'train wall s':>22} {'process wall s':>22} "
+          f"{'train sys/user':>15} {'GFLOP/s (% fp32 peak)':>22}")
     med = {}
     for name, rs in results.items():
         med[name] = statistics.median(r["tokens_per_s"] for r in rs)
         gf = [r["gflops"] for r in rs if "gflops" in r]
         gf_text = f"{statistics.median(gf):.1f} ({100 * statistics.median(gf) / peak['float32']:.0f}%)" if gf else "-"
-        print(f"{name:<10} {summary([r['tokens_per_s'] for r in rs]):>28} {summary([r['train'] for r in rs]):>24} "
-              f"{summary([r['wall'] for r in rs]):>24} {summary([r['user'] for r in rs]):>24} "
-              f"{summary([r['sys'] for r in rs]):>24} "
-              f"{statistics.median(r['sys'] / r['user'] for r in rs):>9.2f} {gf_text:>22}")
+        print(f"{name:<10} {summary([r['tokens_per_s'] for r in rs]):>24} {summary([r['train'] for r in rs]):>22} "
+              f"{summary([r['train_wall'] for r in rs]):>22} {summary([r['wall'] for r in rs]):>22} "
+              f"{statistics.median(r['train_sys'] / r['train_user'] for r in rs):>15.2f} {gf_text:>22}")
     ratios = {}
     if "sft-pad" in med and "plain-trl" in med:
         ratios["sft-pad / plain-trl"] = med["sft-pad"] / med["plain-trl"]

@@ -82,7 +82,7 @@ def test_plain_text_rows_train_on_every_token_and_long_texts_are_split(tmp_path,
     ids_b = [tok.bos_token_id, *tok(rows[1]["text"], add_special_tokens=False)["input_ids"], tok.eos_token_id]
     assert ds[0]["input_ids"] == ids_a and ds[0]["completion_mask"] == [1] * len(ids_a)
     pieces = [ds[i]["input_ids"] for i in range(1, len(ds))]
-    assert [len(p) for p in pieces[:-1]] == [64] * (len(pieces) - 1) and sum(pieces, []) == ids_b
+    assert [len(p) for p in pieces[:-1]] == [64] * (len(pieces) - 1) and [t for p in pieces for t in p] == ids_b
     assert counts == {"rows": 2, "used": 1 + len(pieces), "skipped": {}, "tokens": len(ids_a) + len(ids_b),
                       "plain_text": True}
     with pytest.raises(DataError, match=r"train.jsonl:2: field 'text': must be a string, got null"):

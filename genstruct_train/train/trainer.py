@@ -71,6 +71,18 @@ class GenstructSFTTrainer(SFTTrainer):
             self.data_collator = RowPackingCollator(pad_token_id=self.data_collator.pad_token_id,
                                                     pad_to_multiple_of=self.args.pad_to_multiple_of)
 
+    def train(self, *args, **kwargs):
+        """Trainer.train, plus this process's CPU time in training (user, sys) in the metrics: on shared cores
+        wall time says more about the neighbours than about the step."""
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        out = super().train(*args, **kwargs)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        out.metrics["train_cpu_user_s"] = round(after.ru_utime - before.ru_utime, 2)
+        out.metrics["train_cpu_sys_s"] = round(after.ru_stime - before.ru_stime, 2)
+        return out
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         if mode == "train":  # tokens in the loss, in total (what the LM head must score; benches count FLOPs by it)
