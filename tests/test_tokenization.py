@@ -132,3 +132,19 @@ def test_synthesizer_multi_pair_boundaries(data_dir, mistral_tokenizer, tmp_path
         completions.append(ids[n:-1])
     assert bad == 0
     assert sum(d != r["completion"] for d, r in zip(tok.batch_decode(completions), rows)) == 0
+
+
+def test_training_reads_multi_pair_rows(data_dir, mistral_tokenizer, tmp_path):
+    """recipes/sft.py's data path (train/data.py tokenize_file) trains on all pairs of a multi-pair row."""
+    from genstruct_train.train.data import tokenize_file
+
+    tok, fmt = mistral_tokenizer, get_format("synthesizer")
+    report = build_from_source("squad", data_dir / SETS["xquad-en"][1], tmp_path, format="synthesizer", max_tokens=512)
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == report["sequences"]["train"]
+    dataset, counts = tokenize_file(tmp_path / "train.jsonl", tok, fmt, max_length=512)
+    assert counts["used"] == counts["rows"] == len(rows) and counts["skipped"] == {}
+    many = max(range(len(rows)), key=lambda i: len(rows[i]["pairs"]))
+    ids, mask = dataset[many]["input_ids"], dataset[many]["completion_mask"]
+    completion = tok.decode([t for t, m in zip(ids, mask) if m][:-1])
+    assert completion == rows[many]["completion"] and completion.count("</END>") == len(rows[many]["pairs"]) >= 10
