@@ -4,10 +4,10 @@ and still passes good programs. Each hostile program ends in a failing assert, s
 this very process) show that nothing escaped."""
 
 import os
-import sys
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -66,9 +66,9 @@ def expected_mode() -> str:
     ns = ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc", "true"]
     if not shutil.which("unshare"):
         return "rlimits-only"
-    if os.geteuid() == 0 and subprocess.run(ns, capture_output=True).returncode == 0:
+    if os.geteuid() == 0 and subprocess.run(ns, capture_output=True, check=False).returncode == 0:
         return "namespaces+uid"
-    if subprocess.run([ns[0], "--map-root-user", *ns[1:]], capture_output=True).returncode == 0:
+    if subprocess.run([ns[0], "--map-root-user", *ns[1:]], capture_output=True, check=False).returncode == 0:
         return "user-namespaces"
     return "rlimits-only"
 
@@ -233,10 +233,10 @@ def test_model_code_is_refused_without_isolation_unless_opted_in(data_dir, tmp_p
     cmd = [sys.executable, "eval/run.py", "--benchmarks", "codex_humaneval", "--predictions",
            str(tmp_path / "p.jsonl"), "--output", str(tmp_path / "out")]
     repo = Path(__file__).resolve().parent.parent
-    refused = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
+    refused = subprocess.run(cmd, check=False, env=env, cwd=repo, capture_output=True, text=True)
     assert refused.returncode == 2 and "--allow-unisolated-code" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
-    allowed = subprocess.run(cmd + ["--allow-unisolated-code"], env=env, cwd=repo, capture_output=True, text=True)
+    allowed = subprocess.run(cmd + ["--allow-unisolated-code"], check=False, env=env, cwd=repo, capture_output=True, text=True)
     assert allowed.returncode == 0, allowed.stderr
     assert "sandbox: model code runs in mode rlimits-only (NOT isolated" in allowed.stderr
     metrics = json.loads((tmp_path / "out" / "codex_humaneval" / "metrics.json").read_text())
