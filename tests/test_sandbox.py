@@ -241,3 +241,22 @@ def test_model_code_is_refused_without_isolation_unless_opted_in(data_dir, tmp_p
     assert "sandbox: model code runs in mode rlimits-only (NOT isolated" in allowed.stderr
     metrics = json.loads((tmp_path / "out" / "codex_humaneval" / "metrics.json").read_text())
     assert metrics["sandbox"]["mode"] == "rlimits-only" and metrics["counts"]["pass@1"]["passed"] == 1
+
+
+@pytest.mark.parametrize("mode", ["namespaces+uid", "user-namespaces"])
+def test_process_limit_in_both_namespace_modes(mode):
+    """RLIMIT_NPROC is set in both namespace modes: the sample's own uid gets `processes`; in the
+    user-namespace mode (one uid for everything) this user's current processes plus `processes`."""
+    if mode == "namespaces+uid" and expected_mode() != "namespaces+uid":
+        pytest.skip("needs root and unshare")
+    if expected_mode() == "rlimits-only":
+        pytest.skip("no namespaces on this machine")
+    probe = ("import sys\nfor line in open('/proc/self/limits'):\n    if line.startswith('Max processes'):\n"
+             "        print('NPROC', line.split()[2], file=sys.stderr)\nassert False\n")
+    before = sandbox._user_processes()
+    result = sandbox.run_program(probe, LIMITS, 0, mode)
+    limit = int(result.stderr.split("NPROC ")[1].split()[0])
+    if mode == "namespaces+uid":
+        assert limit == LIMITS.processes
+    else:  # other jobs start and end processes meanwhile: within a margin of the count taken just before
+        assert abs(limit - (before + LIMITS.processes)) <= 20 and limit >= LIMITS.processes + 1
