@@ -260,3 +260,20 @@ def test_process_limit_in_both_namespace_modes(mode):
         assert limit == LIMITS.processes
     else:  # other jobs start and end processes meanwhile: within a margin of the count taken just before
         assert abs(limit - (before + LIMITS.processes)) <= 20 and limit >= LIMITS.processes + 1
+
+
+def test_candidates_are_contained_like_programs(truncate_number, tmp_path, listener):
+    """check_candidate runs the model's code under the same confinement as run_program: a candidate that
+    writes outside, connects to this host and kills what it can changes nothing and fails."""
+    if expected_mode() == "rlimits-only":
+        pytest.skip("no namespaces on this machine")
+    port, accepted = listener
+    canary = tmp_path / "canary.txt"
+    canary.write_text("original")
+    hostile = (f"    import os, socket\n    try:\n        open({str(canary)!r}, 'w').write('pwned')\n"
+               "    except OSError:\n        pass\n    try:\n"
+               f"        socket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'escaped')\n"
+               "    except OSError:\n        pass\n    return number % 1.0\n")
+    result = sandbox.check_candidate(truncate_number, hostile, sandbox.Limits(timeout=3))
+    assert result.status == "passed"  # it answered right: confinement, not the verdict, stopped the rest
+    assert canary.read_text() == "original" and accepted == []
