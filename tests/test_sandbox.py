@@ -4,10 +4,10 @@ and still passes good programs. Each hostile program ends in a failing assert, s
 this very process) show that nothing escaped."""
 
 import os
-import sys
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -66,9 +66,9 @@ def expected_mode() -> str:
     ns = ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc", "true"]
     if not shutil.which("unshare"):
         return "rlimits-only"
-    if os.geteuid() == 0 and subprocess.run(ns, capture_output=True).returncode == 0:
+    if os.geteuid() == 0 and subprocess.run(ns, capture_output=True, check=False).returncode == 0:
         return "namespaces+uid"
-    if subprocess.run([ns[0], "--map-root-user", *ns[1:]], capture_output=True).returncode == 0:
+    if subprocess.run([ns[0], "--map-root-user", *ns[1:]], capture_output=True, check=False).returncode == 0:
         return "user-namespaces"
     return "rlimits-only"
 
@@ -233,11 +233,47 @@ def test_model_code_is_refused_without_isolation_unless_opted_in(data_dir, tmp_p
     cmd = [sys.executable, "eval/run.py", "--benchmarks", "codex_humaneval", "--predictions",
            str(tmp_path / "p.jsonl"), "--output", str(tmp_path / "out")]
     repo = Path(__file__).resolve().parent.parent
-    refused = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
+    refused = subprocess.run(cmd, check=False, env=env, cwd=repo, capture_output=True, text=True)
     assert refused.returncode == 2 and "--allow-unisolated-code" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
-    allowed = subprocess.run(cmd + ["--allow-unisolated-code"], env=env, cwd=repo, capture_output=True, text=True)
+    allowed = subprocess.run(cmd + ["--allow-unisolated-code"], check=False, env=env, cwd=repo, capture_output=True, text=True)
     assert allowed.returncode == 0, allowed.stderr
     assert "sandbox: model code runs in mode rlimits-only (NOT isolated" in allowed.stderr
     metrics = json.loads((tmp_path / "out" / "codex_humaneval" / "metrics.json").read_text())
     assert metrics["sandbox"]["mode"] == "rlimits-only" and metrics["counts"]["pass@1"]["passed"] == 1
+
+
+@pytest.mark.parametrize("mode", ["namespaces+uid", "user-namespaces"])
+def test_process_limit_in_both_namespace_modes(mode):
+    """RLIMIT_NPROC is set in both namespace modes: the sample's own uid gets `processes`; in the
+    user-namespace mode (one uid for everything) this user's current processes plus `processes`."""
+    if mode == "namespaces+uid" and expected_mode() != "namespaces+uid":
+        pytest.skip("needs root and unshare")
+    if expected_mode() == "rlimits-only":
+        pytest.skip("no namespaces on this machine")
+    probe = ("import sys\nfor line in open('/proc/self/limits'):\n    if line.startswith('Max processes'):\n"
+             "        print('NPROC', line.split()[2], file=sys.stderr)\nassert False\n")
+    before = sandbox._user_processes()
+    result = sandbox.run_program(probe, LIMITS, 0, mode)
+    limit = int(result.stderr.split("NPROC ")[1].split()[0])
+    if mode == "namespaces+uid":
+        assert limit == LIMITS.processes
+    else:  # other jobs start and end processes meanwhile: within a margin of the count taken just before
+        assert abs(limit - (before + LIMITS.processes)) <= 20 and limit >= LIMITS.processes + 1
+
+
+def test_candidates_are_contained_like_programs(truncate_number, tmp_path, listener):
+    """check_candidate runs the model's code under the same confinement as run_program: a candidate that
+    writes outside, connects to this host and kills what it can changes nothing and fails."""
+    if expected_mode() == "rlimits-only":
+        pytest.skip("no namespaces on this machine")
+    port, accepted = listener
+    canary = tmp_path / "canary.txt"
+    canary.write_text("original")
+    hostile = (f"    import os, socket\n    try:\n        open({str(canary)!r}, 'w').write('pwned')\n"
+               "    except OSError:\n        pass\n    try:\n"
+               f"        socket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'escaped')\n"
+               "    except OSError:\n        pass\n    return number % 1.0\n")
+    result = sandbox.check_candidate(truncate_number, hostile, sandbox.Limits(timeout=3))
+    assert result.status == "passed"  # it answered right: confinement, not the verdict, stopped the rest
+    assert canary.read_text() == "original" and accepted == []

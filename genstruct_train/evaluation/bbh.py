@@ -1,4 +1,4 @@
-"""BIG-Bench Hard (open-instruct settings): 27 tasks, 3-shot prompts from cot-prompts/ (CoT as given;
+r"""BIG-Bench Hard (open-instruct settings): 27 tasks, 3-shot prompts from cot-prompts/ (CoT as given;
 direct: each exemplar's reasoning replaced by its final answer), 40 examples per task (drawn like
 open-instruct: one generator seeded 42, tasks in sorted file order, `random.sample` per task, items kept
 in the order drawn), greedy, 512 new tokens, stop at a blank line; exact match (case and punctuation
@@ -17,13 +17,13 @@ from ..errors import DataError
 from ..generation import SamplingParams
 from ..io import read_json
 from .common import (
+    REFERENCE_SEED,
     Context,
     answer_after,
     chat_prompt,
     exact_match,
     generate_outputs,
     group_means,
-    REFERENCE_SEED,
     limited,
     mean,
     reference_sample,

@@ -84,7 +84,7 @@ def score(rows: list[dict], workers: int = 2, allow_unisolated: bool = False) ->
     from tqdm.auto import tqdm
 
     info = sandbox.require_isolation(allow_unisolated)
-    key = lambda r: (r["gold"]["prompt"], r["gold"]["test"], r["gold"]["entry_point"], r["output"])  # noqa: E731
+    key = lambda r: (r["gold"]["prompt"], r["gold"]["test"], r["gold"]["entry_point"], r["output"])
     distinct = sorted({key(r) for r in rows})
     items = [({"prompt": p, "test": t, "entry_point": e}, c) for p, t, e, c in distinct]
     limits = sandbox.Limits(timeout=TIMEOUT)

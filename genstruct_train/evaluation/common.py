@@ -105,7 +105,7 @@ BBH_ANSWER_PATTERN = r"[t|T]he answer is (.*?)\."
 
 
 def answer_after(text: str) -> str:
-    """BBH answer (open-instruct): the first `[t|T]he answer is (.*?)\.` match, stripped; otherwise the
+    r"""BBH answer (open-instruct): the first `[t|T]he answer is (.*?)\.` match, stripped; otherwise the
     whole stripped output."""
     found = re.search(BBH_ANSWER_PATTERN, text)
     if found:

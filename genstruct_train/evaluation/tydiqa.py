@@ -3,7 +3,8 @@
 order, `random.sample(dev questions of the language, 100)`, in the order drawn), passages cut to 512
 tokens of the model's tokenizer, greedy, 50 new tokens, stop at a newline (none with a chat format);
 SQuAD F1 and EM per language and averaged over languages. Reference: allenai/open-instruct
-eval/tydiqa/run_eval.py at f7f3d3f172bac4fae9e5467a836013f3a70dba0a.
+eval/tydiqa/run_eval.py at f7f3d3f172bac4fae9e5467a836013f3a70dba0a. open-instruct reads the combined
+tydiqa-goldp-v1.1-dev.json; the shared data's per-language files (in their own order) stand in for it.
 
 Deliberate difference: open-instruct then draws the one shot from the TyDi QA train split
 (`random.sample(train, 1)` per language), which the shared data does not hold for all languages.
