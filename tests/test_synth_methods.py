@@ -68,23 +68,75 @@ def test_synthesizer_drops_oldest_demonstrations_to_fit_the_context(tiny_model_d
     gen.close()
 
 
-def test_synthesizer_end_to_end_two_rounds(eos_model, tmp_path, data_dir):
+PAIR = ("What is this passage about?", "It is about its title.")
+PASSAGES = [{"id": f"p{i}", "title": f"Topic {i}", "text": f"Passage {i} tells of the {w} and its people."}
+            for i, w in enumerate(["river", "mountain", "forest", "desert"])]
+
+
+@pytest.fixture(scope="module")
+def pair_model(tmp_path_factory):
+    """A tiny synthesizer-format model trained (here, for a minute of CPU) to answer every passage of PASSAGES,
+    on its own or chained after another passage and its pair, with `<QUE> PAIR[0] <ANS> PAIR[1] </END>`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from genstruct_train.testing import build_tiny_mistral
+    from genstruct_train.tokenization import load_tokenizer
+
+    path = build_tiny_mistral(tmp_path_factory.mktemp("pair-model"), format="synthesizer")
+    tok = load_tokenizer(str(path))
+    passages = [{"id": p["id"], "title": p["title"], "content": p["text"]} for p in PASSAGES]
+    prompts = [synthesizer.prompt(tok, p) for p in passages] + [
+        synthesizer.prompt(tok, {**p, "demos": [{"content": q["content"], "pairs": [PAIR]}]})
+        for p, q in zip(passages[2:], passages[:2])]
+    completion = tok(f"<QUE> {PAIR[0]} <ANS> {PAIR[1]} </END>", add_special_tokens=False)["input_ids"]
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        for text in prompts:
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            x = torch.tensor([ids + completion + [tok.eos_token_id]])
+            labels = x.clone()
+            labels[:, :len(ids)] = -100
+            model(input_ids=x, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(path)
+    return path
+
+
+def test_synthesizer_end_to_end_two_rounds(pair_model, tmp_path):
+    from genstruct_train.io import write_jsonl
+
     out = tmp_path / "synth"
-    argv = ["synthesize", "--method", "synthesizer", "--model", str(eos_model), "--limit", "4",
-            "--max-new-tokens", "8", "--synthesizer-rounds", "2", "--output", str(out)]
+    corpus = tmp_path / "corpus.jsonl"
+    write_jsonl(corpus, PASSAGES)
+    argv = ["synthesize", "--method", "synthesizer", "--model", str(pair_model), "--corpus", str(corpus),
+            "--max-new-tokens", "24", "--synthesizer-rounds", "2", "--output", str(out)]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     rows, rejected = read_jsonl(out / "synthesized.jsonl"), read_jsonl(out / "rejected.jsonl")
     assert report["rounds"] == 2 and report["passages"] == 4 and report["samples"] == 4
-    assert report["accepted"] + sum(report["rejected"].values()) == report["samples"]
-    assert len(rejected) == sum(report["rejected"].values()) and len(rows) == report["rows"]
-    assert sorted({r["round"] for r in rows + rejected}) == [1, 2]
-    for r in rows:
-        assert r["user"].strip() and r["assistant"].strip() and "</END>" not in r["assistant"]
+    assert (report["accepted"], report["rows"], report["rejected"], rejected) == (4, 4, {}, [])
+    # every passage, in both rounds, yields the pair the model was trained to write, parsed exactly
+    assert [(r["id"], r["round"], r["user"], r["assistant"]) for r in rows] == [
+        ("p0", 1, *PAIR), ("p1", 1, *PAIR), ("p2", 2, *PAIR), ("p3", 2, *PAIR)]
     for name in ("round-1", "round-2"):
         assert json.loads((out / name / "report.json").read_text())["passages"] == 2
     assert main(argv) == 0  # rerun: resumes, nothing new
-    assert read_jsonl(out / "rejected.jsonl") == rejected
+    assert read_jsonl(out / "synthesized.jsonl") == rows
+
+
+def test_synthesizer_with_no_parsable_sample_fails_with_the_counts(eos_model, tmp_path, data_dir, capsys):
+    """A random model writes no pair: exit 2, naming the rejections, report.json written."""
+    out = tmp_path / "synth"
+    assert main(["synthesize", "--method", "synthesizer", "--model", str(eos_model), "--limit", "2",
+                 "--max-new-tokens", "8", "--output", str(out)]) == 2
+    report = json.loads((out / "report.json").read_text())
+    assert (report["passages"], report["rows"], sum(report["rejected"].values())) == (2, 0, 2)
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "genstruct-train: error: no row accepted: 2 passages synthesized, 0 input rows skipped {}, 2 samples rejected")
 
 
 # --------------------------------------------------------------------------- self-instruct
