@@ -63,8 +63,10 @@ class StageRunner:
         return stage_dir, record
 
 
-def run_command(cmd: list[str], log_path: str | Path, env: dict | None = None) -> None:
-    """Run a subprocess, teeing its output to log_path; a failure names the command and the log."""
+def run_command(cmd: list[str], log_path: str | Path, env: dict | None = None,
+                accept: Callable[[int], bool] | None = None) -> None:
+    """Run a subprocess, teeing its output to log_path; a failure (a non-zero exit that `accept` does not
+    accept) names the command and the log."""
     log.info("$ %s", " ".join(cmd))
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -82,6 +84,6 @@ def run_command(cmd: list[str], log_path: str | Path, env: dict | None = None) -
             except subprocess.TimeoutExpired:
                 proc.kill()
             raise
-    if code != 0:
+    if code != 0 and not (accept and accept(code)):
         tail = Path(log_path).read_text(errors="replace")[-3000:]
         raise GenstructError(f"command failed (exit {code}): {' '.join(cmd)}\nlog: {log_path}\n{tail}")

@@ -365,6 +365,13 @@ def _run_corpus(args, module, generator, corpus, sampling, out, shard, corpus_pa
     return 0
 
 
+def yielded_nothing(out: Path) -> bool:
+    """True when `out` holds a finished job that accepted no row (the exit-2 failure of check_accepted)."""
+    from ..io import read_json
+
+    return (out / "report.json").is_file() and read_json(out / "report.json").get("rows", 1) == 0
+
+
 def check_accepted(out: Path) -> int:
     """0, or GenstructError when the finished job's report.json counts no accepted row (every input row
     skipped or every sample rejected): an empty data set is a failure, not a success."""
