@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import GenstructError
-from .io import file_sha256, read_json, write_json
+from .io import file_sha256, note_committed, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class StageRunner:
             record = read_json(marker)
             if record.get("key") == key:
                 self.events.append({"stage": name, "key": key, "ran": False, "seconds": record["seconds"]})
+                note_committed(f"finished stages kept in {self.root}: {', '.join(e['stage'] for e in self.events)}")
                 log.info("stage %s: up to date (key %s), skipped", name, key)
                 return stage_dir, record
         if stage_dir.exists():
@@ -60,6 +61,7 @@ class StageRunner:
         record = {"key": key, "seconds": round(time.time() - start, 1), **result}
         write_json(marker, record)
         self.events.append({"stage": name, "key": key, "ran": True, "seconds": record["seconds"]})
+        note_committed(f"finished stages kept in {self.root}: {', '.join(e['stage'] for e in self.events)}")
         return stage_dir, record
 
 
