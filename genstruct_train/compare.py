@@ -30,6 +30,7 @@ from .io import read_json, read_jsonl, write_json, write_jsonl
 from .paths import REPO_ROOT
 from .provenance import provenance
 from .stages import StageRunner, run_command, stage_key
+from .synthesis.run import yielded_nothing
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,8 @@ def run_experiment(config_path: str | Path, output_dir: str | Path) -> dict:
         args, used = _resolve(raw, refs)
         key = stage_key(raw, upstream=used, files=[v for v in m.args.values() if isinstance(v, str)])
         synth_dirs[m.name], _ = stages.run(f"synth-{m.name}", key, lambda d, a=args: run_command(
-            _cli("synthesize", *_flags({**a, "output": d / "out"})), d / "log.txt", env))
+            _cli("synthesize", *_flags({**a, "output": d / "out"})), d / "log.txt", env,
+            accept=lambda code, d=d: code == 2 and yielded_nothing(d / "out")))  # no data: reported below
         synth_dirs[m.name] = synth_dirs[m.name] / "out"
         synth_keys[m.name] = key
     # equal-size sets: K, or the smallest non-empty yield; a method that yielded nothing is reported

@@ -8,6 +8,7 @@ and, with `lock`, under an exclusive lock on the output directory (genstruct_tra
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -38,10 +39,7 @@ def guarded(prog: str, fn: Callable[[], int | None], lock=None) -> int:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as e:
-        name, code = ("SIGINT", 130) if isinstance(e, KeyboardInterrupt) else ("SIGTERM", 143)
-        print(f"\n{prog}: interrupted ({name}); {committed() or 'what was written so far is kept'}; "
-              "rerun the same command to resume", file=sys.stderr)
-        return code
+        interrupted = ("SIGINT", 130) if isinstance(e, KeyboardInterrupt) else ("SIGTERM", 143)
     except OSError as e:
         if not is_disk_full(e):
             raise
@@ -54,3 +52,9 @@ def guarded(prog: str, fn: Callable[[], int | None], lock=None) -> int:
             signal.signal(signal.SIGTERM, previous)
         if lock is not None:
             unlock_output_dir(lock)
+    # interrupted: the traceback is gone now; collect what it held (progress bars redraw as they close)
+    # so that the message below is the last line
+    gc.collect()
+    print(f"\n{prog}: interrupted ({interrupted[0]}); {committed() or 'what was written so far is kept'}; "
+          "rerun the same command to resume", file=sys.stderr)
+    return interrupted[1]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import GenstructError
-from .io import file_sha256, read_json, write_json
+from .io import file_sha256, note_committed, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class StageRunner:
             record = read_json(marker)
             if record.get("key") == key:
                 self.events.append({"stage": name, "key": key, "ran": False, "seconds": record["seconds"]})
+                note_committed(f"finished stages kept in {self.root}: {', '.join(e['stage'] for e in self.events)}")
                 log.info("stage %s: up to date (key %s), skipped", name, key)
                 return stage_dir, record
         if stage_dir.exists():
@@ -60,11 +61,14 @@ class StageRunner:
         record = {"key": key, "seconds": round(time.time() - start, 1), **result}
         write_json(marker, record)
         self.events.append({"stage": name, "key": key, "ran": True, "seconds": record["seconds"]})
+        note_committed(f"finished stages kept in {self.root}: {', '.join(e['stage'] for e in self.events)}")
         return stage_dir, record
 
 
-def run_command(cmd: list[str], log_path: str | Path, env: dict | None = None) -> None:
-    """Run a subprocess, teeing its output to log_path; a failure names the command and the log."""
+def run_command(cmd: list[str], log_path: str | Path, env: dict | None = None,
+                accept: Callable[[int], bool] | None = None) -> None:
+    """Run a subprocess, teeing its output to log_path; a failure (a non-zero exit that `accept` does not
+    accept) names the command and the log."""
     log.info("$ %s", " ".join(cmd))
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -82,6 +86,6 @@ def run_command(cmd: list[str], log_path: str | Path, env: dict | None = None) -
             except subprocess.TimeoutExpired:
                 proc.kill()
             raise
-    if code != 0:
+    if code != 0 and not (accept and accept(code)):
         tail = Path(log_path).read_text(errors="replace")[-3000:]
         raise GenstructError(f"command failed (exit {code}): {' '.join(cmd)}\nlog: {log_path}\n{tail}")

@@ -1,6 +1,7 @@
 """`accelerate launch --config_file recipes/accelerate/cpu_zero{3,2}.yaml recipes/sft.py --config
 recipes/tiny/sft.yaml` with LoRA: 2 CPU processes, DeepSpeed over gloo. The saved adapter is non-empty
-(the ZeRO-3 empty-adapter bug), holds trained weights, and reloaded gives the trained model's logits."""
+(the ZeRO-3 empty-adapter bug), holds trained weights, and reloaded gives the logits of the last step's
+checkpoint as the Trainer saved it (an independent save path)."""
 
 import json
 
@@ -23,8 +24,12 @@ def _train(ropes, out, accelerate_config, *extra):
              "--save_total_limit", "2", "--max_train_samples", "16", "--max_eval_samples", "4", *extra], accelerate_config)
 
 
+IDS = (torch.arange(16) * 1999 % 32000 + 3).unsqueeze(0)  # a fixed batch of token ids, chosen by the test
+
+
 def _check_adapter(out):
-    """Non-empty, trained (LoRA B starts at zero), and equal in logits to the model in memory."""
+    """Non-empty, trained (LoRA B starts at zero), and equal in logits to the model the Trainer itself saved at
+    the last step (checkpoint-3: DeepSpeed's own gather, not genstruct_train's save_adapter)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -35,17 +40,22 @@ def _check_adapter(out):
     assert all(v.shape[1] == 64 and v.shape[0] in (32, 64, 128) for v in lora_b.values())  # rank 64
     assert all(v.abs().max() > 0 for v in lora_b.values())  # trained, not the zero init
 
-    ref = load_file(str(out / "logits_check.safetensors"))
-    base = AutoModelForCausalLM.from_pretrained(str(out / "base-model"))
-    base_logits = logits_of(base, ref["input_ids"])
-    model = PeftModel.from_pretrained(base, str(out))
-    torch.testing.assert_close(logits_of(model, ref["input_ids"]), ref["logits"], atol=1e-5, rtol=1e-5)
-    assert (base_logits - ref["logits"]).abs().max() > 1e-3  # the adapter is what makes them equal
+    def logits(adapter_dir, ids=IDS):
+        base = AutoModelForCausalLM.from_pretrained(str(out / "base-model"))
+        return logits_of(PeftModel.from_pretrained(base, str(adapter_dir)) if adapter_dir else base, ids)
+
+    expected = logits(out / "checkpoint-3")
+    torch.testing.assert_close(logits(out), expected, atol=1e-5, rtol=1e-5)
+    assert (logits(None) - expected).abs().max() > 1e-3  # the adapter is what makes them equal
+    assert (logits(out / "checkpoint-2") - expected).abs().max() > 1e-5  # and it is the last step's
+    # the logits sft.py recorded from the model in memory agree with the reloaded adapter too
+    recorded = load_file(str(out / "logits_check.safetensors"))
+    torch.testing.assert_close(logits(out, recorded["input_ids"]), recorded["logits"], atol=1e-5, rtol=1e-5)
 
     report = json.loads((out / "train_report.json").read_text())
     assert report["adapter"] is True and report["adapter_tensors"] == 28
     assert report["metrics"]["train_loss"] > 0 and "eval_loss" in report["metrics"]
-    return ref
+    return expected
 
 
 def _check_merged(merged, ref):
@@ -54,7 +64,7 @@ def _check_merged(merged, ref):
 
     assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
     model = AutoModelForCausalLM.from_pretrained(str(merged))
-    torch.testing.assert_close(logits_of(model, ref["input_ids"]), ref["logits"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits_of(model, IDS), ref, atol=1e-4, rtol=1e-4)
     tokenizer = AutoTokenizer.from_pretrained(str(merged))
     gen = json.loads((merged / "generation_config.json").read_text())
     assert gen["eos_token_id"] == tokenizer.eos_token_id == 2

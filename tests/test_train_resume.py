@@ -2,6 +2,7 @@
 same output_dir skips the incomplete checkpoint with a warning, resumes from checkpoint-N, and ends with the
 same weights as an uninterrupted 2N-step run."""
 
+import json
 import os
 import signal
 import subprocess
@@ -78,7 +79,7 @@ def test_truncated_checkpoint_weights_are_skipped(tmp_path, tiny_model_dir, capl
 
     for step in (1, 2, 3):
         shutil.copytree(tiny_model_dir, tmp_path / f"checkpoint-{step}")
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text('{"global_step": %d}' % step)
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     weights = tmp_path / "checkpoint-3" / "model.safetensors"
     os.truncate(weights, weights.stat().st_size - 1)
     (tmp_path / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": ')

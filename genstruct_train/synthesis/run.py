@@ -247,7 +247,8 @@ def run(args) -> int:
         raise GenstructError(f"--limit must be >= 1 (leave it out for the whole corpus), got {args.limit}")
     module = load_method(args.method)
     if hasattr(module, "run"):  # non-corpus method: its own loop
-        return hub_dataset.finish(args, args.output, int(module.run(args, from_args(args)) or 0))
+        code = int(module.run(args, from_args(args)) or 0) or check_accepted(Path(args.output))
+        return hub_dataset.finish(args, args.output, code)
 
     shard = parse_shard(args.shard)
     corpus_path = args.corpus
@@ -268,7 +269,7 @@ def run(args) -> int:
     open_job(args.output, manifest, write=False)  # refuse a mismatch before loading the model
     if _already_complete(Path(args.output)):
         print(f"synthesize: {args.output} is already complete (same job, every passage done): nothing to do")
-        return hub_dataset.finish(args, args.output)
+        return hub_dataset.finish(args, args.output, check_accepted(Path(args.output)))
     generator = from_args(args)
     try:
         _prompt_budget(generator, sampling)  # before anything is written
@@ -280,10 +281,10 @@ def run(args) -> int:
         raise GenstructError(f"method {args.method!r} renders prompts with the model's tokenizer: "
                              "give --tokenizer with the openai backend")
     try:
-        return hub_dataset.finish(args, out, _run_corpus(args, module, generator, corpus, sampling, out, shard,
-                                                         str(corpus_path)))
+        _run_corpus(args, module, generator, corpus, sampling, out, shard, str(corpus_path))
     finally:
         generator.close()
+    return hub_dataset.finish(args, out, check_accepted(out))
 
 
 def _already_complete(out: Path) -> bool:
@@ -374,11 +375,30 @@ def _run_corpus(args, module, generator, corpus, sampling, out, shard, corpus_pa
           f"skipped {sum(report['skipped'].values())} input rows {report['skipped']}, truncated "
           f"{report['truncated']}; {report['tokens_generated']} tokens at {report['tokens_per_s']} tok/s "
           f"-> {out}")
-    if not report["rows"]:
-        raise GenstructError(f"no row accepted: {report['passages']} passages synthesized, "
-                             f"{sum(report['skipped'].values())} input rows skipped {report['skipped']}, "
-                             f"{rejected} samples rejected {report['rejected']} (see {out / 'report.json'})")
     return 0
+
+
+def yielded_nothing(out: Path) -> bool:
+    """True when `out` holds a finished job that accepted no row (the exit-2 failure of check_accepted)."""
+    from ..io import read_json
+
+    return (out / "report.json").is_file() and read_json(out / "report.json").get("rows", 1) == 0
+
+
+def check_accepted(out: Path) -> int:
+    """0, or GenstructError when the finished job's report.json counts no accepted row (every input row
+    skipped or every sample rejected): an empty data set is a failure, not a success."""
+    from ..io import read_json
+
+    report = read_json(out / "report.json")
+    if report.get("rows", 1):
+        return 0
+    skipped, rejected = report.get("skipped", {}), report.get("rejected", {})
+    if not isinstance(rejected, dict):  # self-instruct, ada-instruct: a count; reasons per stage
+        raise GenstructError(f"no row accepted: {rejected} rejected (see {out / 'report.json'})")
+    raise GenstructError(f"no row accepted: {report.get('passages', 0)} passages synthesized, "
+                         f"{sum(skipped.values())} input rows skipped {skipped}, "
+                         f"{sum(rejected.values())} samples rejected {rejected} (see {out / 'report.json'})")
 
 
 def _report(args, corpus, skipped, outputs, todo, corpus_path, shard) -> dict:
