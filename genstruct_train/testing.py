@@ -11,6 +11,9 @@ TINY_MISTRAL = {  # ~2.2M parameters besides the 32k x 64 embeddings
     "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "tie_word_embeddings": False,
 }
 
+# the smallest shape vLLM's CPU kernels run (attention head_dim >= 32): hidden 256, 4 heads of 64
+VLLM_TINY_MISTRAL = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4}
+
 
 def build_tiny_mistral(output_dir: str | Path, format: str = "genstruct", seed: int = 0, **overrides) -> Path:
     """Save a randomly initialised tiny Mistral with the Mistral tokenizer and `format`'s chat template."""
