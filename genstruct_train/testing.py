@@ -37,7 +37,7 @@ def build_tiny_mistral(output_dir: str | Path, format: str = "genstruct", seed: 
 COMPLETION = "Who wrote this?\n[[[Assistant]]] Nobody knows."
 
 
-def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8):
+def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8, **overrides):
     """A tiny Mistral (genstruct template) that, after the prompt's final "▁", writes `completion`
     then EOS: attention and MLP outputs are zeroed, so each next token depends on the current one
     only, and the embeddings/LM head encode that chain. With margin 1.8 the right next token has
@@ -49,7 +49,7 @@ def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8):
 
     from .tokenization import load_tokenizer
 
-    build_tiny_mistral(path)
+    build_tiny_mistral(path, **overrides)
     tok = load_tokenizer(str(path))
     chain = [28705] + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert len(set(chain)) == len(chain)

@@ -222,9 +222,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.model:
             raise GenstructError("pass --model (to evaluate) or --predictions (to rescore)")
-        options = {"batch_size": args.batch_size}
-        options.update({k: v for k, v in (("base_url", args.base_url), ("api_key", args.api_key),
-                                          ("tokenizer", args.tokenizer)) if v is not None})
+        from ..generation import backend_options
+
+        options = backend_options(args)
         judge_options = {k: v for k, v in (("base_url", args.judge_base_url), ("api_key", args.judge_api_key),
                                            ("chat", args.judge_chat or None)) if v is not None}
         summary = run_benchmarks(
