@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM is installed in .venv-vllm only (make test-vllm)")
 pytestmark = pytest.mark.vllm
 
-from genstruct_train.cli import main  # noqa: E402
-from genstruct_train.evaluation.runner import main as eval_main  # noqa: E402
-from genstruct_train.io import read_jsonl  # noqa: E402
-from genstruct_train.testing import VLLM_TINY_MISTRAL, build_tiny_mistral, scripted_genstruct  # noqa: E402
+from genstruct_train.cli import main
+from genstruct_train.evaluation.runner import main as eval_main
+from genstruct_train.io import read_jsonl
+from genstruct_train.testing import VLLM_TINY_MISTRAL, build_tiny_mistral, scripted_genstruct
 
 VLLM = ["--backend", "vllm", "--dtype", "float32", "--max-model-len", "2048", "--kv-cache-gib", "0.125",
         "--enforce-eager"]

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM is installed in .venv-vllm only (make test-vllm)")
 pytestmark = pytest.mark.vllm
 
-from genstruct_train.generation import SamplingParams, load_generator  # noqa: E402
-from genstruct_train.testing import VLLM_TINY_MISTRAL, build_tiny_mistral  # noqa: E402
+from genstruct_train.generation import SamplingParams, load_generator
+from genstruct_train.testing import VLLM_TINY_MISTRAL, build_tiny_mistral
 
 PROMPTS = [
     "Hello",

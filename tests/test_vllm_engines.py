@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM is installed in .venv-vllm only (make test-vllm)")
 pytestmark = pytest.mark.vllm
 
-from genstruct_train.generation import SamplingParams, load_generator  # noqa: E402
-from genstruct_train.testing import VLLM_TINY_MISTRAL, build_tiny_mistral  # noqa: E402
+from genstruct_train.generation import SamplingParams, load_generator
+from genstruct_train.testing import VLLM_TINY_MISTRAL, build_tiny_mistral
 
 ENGINE = {"dtype": "float32", "max_model_len": 512, "kv_cache_memory_bytes": 64 << 20, "enforce_eager": True}
 PROMPT = ["The capital of France is a city with a long history, and its river is called"]
