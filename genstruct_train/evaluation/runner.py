@@ -209,6 +209,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--judge-api-key", help="judge endpoint API key (openai backend)")
     j.add_argument("--judge-chat", action="store_true",
                    help="openai backend: post judge prompts to /v1/chat/completions (the server's chat template)")
+    j.add_argument("--judge-token-ids", action="store_true",
+                   help="openai backend: send judge prompts as token ids (vLLM's server; exact BOS handling)")
     j.add_argument("--judge-method", choices=("generate", "loglikelihood"), default="generate")
     j.add_argument("--judge-chat-format", choices=CHAT_FORMATS, default="none")
 
@@ -226,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
 
         options = backend_options(args)
         judge_options = {k: v for k, v in (("base_url", args.judge_base_url), ("api_key", args.judge_api_key),
-                                           ("chat", args.judge_chat or None)) if v is not None}
+                                           ("chat", args.judge_chat or None),
+                                           ("token_ids", args.judge_token_ids or None)) if v is not None}
         summary = run_benchmarks(
             args.model, names, args.output, limit=args.limit, backend=args.backend, chat_format=args.chat_format,
             data_dir=args.data_dir, max_new_tokens=args.max_new_tokens, adapter=args.adapter,

@@ -48,6 +48,8 @@ def add_arguments(parser, model_required: bool = True) -> None:
     g.add_argument("--api-key", help="openai backend: API key (default: $OPENAI_API_KEY)")
     g.add_argument("--tokenizer", help="openai backend: local tokenizer (path or hub id) used to render "
                    "prompts and count tokens; default: --model when it is a local path")
+    g.add_argument("--token-ids", action="store_true",
+                   help="openai backend: send prompts as token ids (vLLM's server; exact BOS handling)")
     v = parser.add_argument_group("vllm backend (one engine per GPU: CUDA_VISIBLE_DEVICES=i ... --shard i/N)")
     v.add_argument("--tensor-parallel-size", type=int, default=1,
                    help="GPUs one model is split over (default 1; must divide the attention heads)")
@@ -67,6 +69,8 @@ def backend_options(args) -> dict:
     if args.backend == "openai":
         options.update({k: v for k, v in (("base_url", args.base_url), ("api_key", args.api_key),
                                           ("tokenizer", args.tokenizer)) if v is not None})
+        if getattr(args, "token_ids", False):
+            options["token_ids"] = True
     elif args.backend == "vllm":
         kv = getattr(args, "kv_cache_gib", None)
         options.update(tensor_parallel_size=getattr(args, "tensor_parallel_size", 1),
