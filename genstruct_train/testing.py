@@ -11,6 +11,9 @@ TINY_MISTRAL = {  # ~2.2M parameters besides the 32k x 64 embeddings
     "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "tie_word_embeddings": False,
 }
 
+# the smallest shape vLLM's CPU kernels run (attention head_dim >= 32): hidden 256, 4 heads of 64
+VLLM_TINY_MISTRAL = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4}
+
 
 def build_tiny_mistral(output_dir: str | Path, format: str = "genstruct", seed: int = 0, **overrides) -> Path:
     """Save a randomly initialised tiny Mistral with the Mistral tokenizer and `format`'s chat template."""
@@ -34,7 +37,7 @@ def build_tiny_mistral(output_dir: str | Path, format: str = "genstruct", seed: 
 COMPLETION = "Who wrote this?\n[[[Assistant]]] Nobody knows."
 
 
-def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8):
+def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8, **overrides):
     """A tiny Mistral (genstruct template) that, after the prompt's final "▁", writes `completion`
     then EOS: attention and MLP outputs are zeroed, so each next token depends on the current one
     only, and the embeddings/LM head encode that chain. With margin 1.8 the right next token has
@@ -46,7 +49,7 @@ def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8):
 
     from .tokenization import load_tokenizer
 
-    build_tiny_mistral(path)
+    build_tiny_mistral(path, **overrides)
     tok = load_tokenizer(str(path))
     chain = [28705] + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert len(set(chain)) == len(chain)

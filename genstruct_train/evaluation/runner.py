@@ -247,6 +247,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--judge-api-key", help="judge endpoint API key (openai backend)")
     j.add_argument("--judge-chat", action="store_true",
                    help="openai backend: post judge prompts to /v1/chat/completions (the server's chat template)")
+    j.add_argument("--judge-token-ids", action="store_true",
+                   help="openai backend: send judge prompts as token ids (vLLM's server; exact BOS handling)")
     j.add_argument("--judge-method", choices=("generate", "loglikelihood"), default="generate")
     j.add_argument("--judge-chat-format", choices=CHAT_FORMATS, default="none")
     j.add_argument("--alpaca-both-orders", action="store_true",
@@ -266,11 +268,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.model:
             raise GenstructError("pass --model (to evaluate) or --predictions (to rescore)")
-        options = {"batch_size": args.batch_size}
-        options.update({k: v for k, v in (("base_url", args.base_url), ("api_key", args.api_key),
-                                          ("tokenizer", args.tokenizer)) if v is not None})
+        from ..generation import backend_options
+
+        options = backend_options(args)
         judge_options = {k: v for k, v in (("base_url", args.judge_base_url), ("api_key", args.judge_api_key),
-                                           ("chat", args.judge_chat or None)) if v is not None}
+                                           ("chat", args.judge_chat or None),
+                                           ("token_ids", args.judge_token_ids or None)) if v is not None}
         summary = run_benchmarks(
             args.model, names, args.output, limit=args.limit, backend=args.backend, chat_format=args.chat_format,
             data_dir=args.data_dir, max_new_tokens=args.max_new_tokens, adapter=args.adapter,
