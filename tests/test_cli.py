@@ -67,7 +67,7 @@ def test_report_with_output_leaves_inputs_alone(tmp_path, capsys):
     before = {p: p.read_bytes() for d in dirs for p in d.iterdir()}
     assert main(["report", *map(str, dirs), "--output", str(tmp_path / "c")]) == 0
     assert {p: p.read_bytes() for d in dirs for p in d.iterdir()} == before
-    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["quality.json", "quality.md", "quality.png"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".lock", "quality.json", "quality.md", "quality.png"]
     assert capsys.readouterr().err.strip().endswith(f"wrote {tmp_path / 'c'}/quality.{{json,md,png}}")
 
 

@@ -407,7 +407,7 @@ def test_non_utf8_input_names_file_and_line(tmp_path):
                      .replace(b"\\u00e9", b"\xe9") + b"\n")
     proc = cli("--source", "jsonl", "--path", path, "--output", tmp_path / "out")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().startswith(f"genstruct-train: error: {path}:2: not UTF-8 text (invalid")
+    assert proc.stderr.strip().startswith(f"genstruct-train: error: {path}:2: not valid UTF-8 (byte 0xe9)")
     squad = tmp_path / "squad.json"
     squad.write_bytes(b'{"data": []}\n\xff\n')
     with pytest.raises(DataError, match=r"squad\.json:2: not UTF-8 text"):

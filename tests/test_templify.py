@@ -203,7 +203,7 @@ def test_synthesize_rounds_then_templify(tiny_model_dir, tmp_path):
     out = tmp_path / "synth"
     assert main(["synthesize", "--method", "synthesizer", "--model", str(tiny_model_dir), "--limit", "5",
                  "--max-new-tokens", "4", "--synthesizer-rounds", "2", "--allow-format-mismatch",
-                 "--max-model-len", "64", "--output", str(out)]) == 0
+                 "--synthesizer-max-model-len", "64", "--output", str(out)]) == 2  # a random model writes no pair: no row
     chains = [[json.loads(line) for line in (out / f"round-{r}" / "chain.jsonl").read_text().splitlines()]
               for r in (1, 2)]
     assert [len(c) for c in chains] == [3, 2]

@@ -10,7 +10,7 @@ that one was itself chained, its own demonstrations), each rendered
 `<s> <CON> text </CON>\\n\\n<QUE> q <ANS> a </END>...</s>` — so the model sees its own earlier outputs as
 few-shot demonstrations. A previous passage that yielded no pair breaks the chain. As in the reference,
 the whole chain is kept or dropped: it is kept only when demonstrations + passage prompt fit
-`--max-model-len` (of the model to be PRE-TRAINED on the templified texts; 4096 as the card) minus
+`--synthesizer-max-model-len` (of the model to be PRE-TRAINED on the templified texts; 4096 as the card) minus
 --max-new-tokens (and the synthesizer's own context); we count tokens with the synthesizer's tokenizer
 where the reference estimates 1.5 tokens per space-separated word. Each round is a resumable job in
 DIR/round-R/ with chain.jsonl (its passages in order, `chained` when the prompt held the chain, the
@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("method synthesizer")
     g.add_argument("--synthesizer-rounds", type=int, default=1,
                    help="M: multi-round few-shot chaining over M slices of the corpus (1 = off)")
-    g.add_argument("--max-model-len", type=int, default=MAX_MODEL_LEN,
+    g.add_argument("--synthesizer-max-model-len", type=int, default=MAX_MODEL_LEN,
                    help="context length of the model to be pre-trained on the templified texts: a chain of "
                         "demonstrations is kept only when it and the passage fit in it minus --max-new-tokens "
                         f"(default {MAX_MODEL_LEN})")
@@ -118,8 +118,8 @@ def run(args, generator) -> int:
         generator.close()
         raise
     rounds = args.synthesizer_rounds
-    if rounds < 1 or args.chunk_size < 1 or args.max_model_len < 1:
-        raise GenstructError("--synthesizer-rounds, --chunk-size and --max-model-len must be >= 1")
+    if rounds < 1 or args.chunk_size < 1 or args.synthesizer_max_model_len < 1:
+        raise GenstructError("--synthesizer-rounds, --chunk-size and --synthesizer-max-model-len must be >= 1")
     if generator.tokenizer is None:
         raise GenstructError("method 'synthesizer' renders prompts with the model's tokenizer: give --tokenizer")
     module = sys.modules[__name__]
@@ -134,7 +134,7 @@ def run(args, generator) -> int:
         if rounds == 1:
             write_jsonl(Path(out) / "chain.jsonl", [_chain_row(p) for p in corpus.passages])
             return runner._run_corpus(args, module, generator, corpus, sampling, out, shard, corpus_path)
-        budget = args.max_model_len - sampling.max_new_tokens
+        budget = args.synthesizer_max_model_len - sampling.max_new_tokens
         if generator.context_length:
             budget = min(budget, generator.context_length - sampling.max_new_tokens)
         passages, demos, reports = corpus.passages, [], []
