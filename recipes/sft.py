@@ -19,8 +19,13 @@ from genstruct_train.errors import GenstructError
 from genstruct_train.formats import get_format
 from genstruct_train.threads import configure_threads
 from genstruct_train.tokenization import load_tokenizer
-from genstruct_train.train.checkpoint import (last_complete_checkpoint, loss_plot_callback, merge_adapter,
-                                              save_checkpoint)
+from genstruct_train.train.checkpoint import (
+    check_hub_push,
+    last_complete_checkpoint,
+    loss_plot_callback,
+    merge_adapter,
+    save_checkpoint,
+)
 from genstruct_train.train.config import parse_recipe
 from genstruct_train.train.data import load_train_data
 from genstruct_train.train.model import build_base_model, model_init_kwargs
@@ -33,6 +38,7 @@ def main(argv: list[str]) -> None:
     # Recipe, validated before anything heavy is loaded
     args, training_args, model_args = parse_recipe(argv)
     threads = configure_threads() if training_args.device.type == "cpu" else None
+    check_hub_push(training_args)  # the final checkpoint is pushed after training: fail now, not then
     transformers.set_seed(training_args.seed)
 
     # Logging

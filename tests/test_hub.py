@@ -2,9 +2,12 @@
 events, what `push_final` uploads, and its one-line error offline (no hub is reachable in tests)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
-from train_utils import TINY, run_sft
+from train_utils import REPO, TINY, run_sft
 
 from genstruct_train.errors import GenstructError
 from genstruct_train.train.checkpoint import card_model_name, hub_files, push_final, write_card
@@ -97,3 +100,14 @@ def test_card_heading_never_a_generic_dir_name(tmp_path):
         "tiny-mistral-random-init-genstruct-sft"
     assert card_model_name(tmp_path / "output", "mistralai/Mistral-7B-v0.1", "synthesizer") == \
         "Mistral-7B-v0.1-synthesizer-sft"
+
+
+def test_push_to_hub_offline_fails_before_training(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "recipes" / "sft.py"), "--config", TINY, "--output_dir",
+                           str(tmp_path / "out"), "--push_to_hub", "true", "--hub_model_id", "someone/x"],
+                          capture_output=True, text=True, cwd=REPO, check=False,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "sft.py: error: push_to_hub: true but HF_HUB_OFFLINE is set: unset it, or drop push_to_hub"
+    assert not (tmp_path / "out").exists()  # nothing built or trained

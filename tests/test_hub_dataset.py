@@ -101,3 +101,13 @@ def test_shards_and_missing_columns(tmp_path, monkeypatch):
     assert [p.name for p in paths] == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
     back = [r for p in paths for r in pq.read_table(str(p)).to_pylist()]
     assert back == [{**r, "pair": r.get("pair")} for r in rows]
+
+
+def test_mixed_type_columns_become_json_text(tmp_path):
+    import pyarrow.parquet as pq
+
+    rows = [{"id": "a", "meta": {"k": 1}, "score": 1}, {"id": "b", "meta": "plain", "score": 0.5}, {"id": "c"}]
+    (path,) = hub_dataset.write_parquet(rows, tmp_path)
+    assert pq.read_table(str(path)).to_pylist() == [
+        {"id": "a", "meta": '{"k": 1}', "score": 1.0}, {"id": "b", "meta": '"plain"', "score": 0.5},
+        {"id": "c", "meta": None, "score": None}]

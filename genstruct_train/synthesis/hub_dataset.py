@@ -36,6 +36,20 @@ def _columns(rows: list[dict]) -> list[str]:
     return list(cols)
 
 
+def _uniform(rows: list[dict], cols: list[str]) -> list[dict]:
+    """Every row with every column; a column whose values mix types (say str and dict) becomes JSON text,
+    so that parquet can hold it."""
+    import json
+
+    mixed = set()
+    for c in cols:
+        kinds = {float if type(r.get(c)) is int else type(r.get(c)) for r in rows if r.get(c) is not None}
+        if len(kinds) > 1:
+            mixed.add(c)
+    return [{c: json.dumps(r.get(c)) if c in mixed and r.get(c) is not None else r.get(c) for c in cols}
+            for r in rows]
+
+
 def write_parquet(rows: list[dict], folder: Path) -> list[Path]:
     """Rows as parquet shards `train-0000i-of-0000N.parquet` (every row gets every column; missing = null);
     none for no rows."""
@@ -52,7 +66,7 @@ def write_parquet(rows: list[dict], folder: Path) -> list[Path]:
     paths = []
     for i in range(n):
         chunk = rows[i * ROWS_PER_SHARD:(i + 1) * ROWS_PER_SHARD]
-        table = pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in chunk])
+        table = pa.Table.from_pylist(_uniform(chunk, cols))
         path = folder / f"train-{i:05d}-of-{n:05d}.parquet"
         pq.write_table(table, str(path))
         paths.append(path)

@@ -296,6 +296,18 @@ def hub_errors() -> tuple:
     return (OSError, ValueError, *HfHubHTTPError.__bases__)
 
 
+def check_hub_push(training_args) -> None:
+    """With push_to_hub, fail before training (not after it) when the hub cannot be reached or no token is set."""
+    if not training_args.push_to_hub:
+        return
+    from huggingface_hub import constants, get_token
+
+    if constants.is_offline_mode():
+        raise GenstructError("push_to_hub: true but HF_HUB_OFFLINE is set: unset it, or drop push_to_hub")
+    if not (training_args.hub_token or get_token()):
+        raise GenstructError("push_to_hub: true needs a hub token: `hf auth login`, HF_TOKEN or --hub_token")
+
+
 def push_final(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool | None = None,
                message: str = "genstruct-train: final checkpoint") -> str:
     """Upload the final checkpoint's `hub_files(folder)` to the hub model repo `repo_id` (created if needed);
