@@ -93,6 +93,8 @@ def res(tmp_path_factory, tiny_model_dir):
     # recipes and experiments
     (r / "bad.yaml").write_text("learning_rate: [1, 2\n")
     (r / "list.yaml").write_text("- a\n- b\n")
+    _latin1(r / "data" / "eval" / "gsm8k" / "test.jsonl", {"question": "What is 2 + 2?"})
+    (r / "latin1.yaml").write_bytes(b"format: genstruct\noutput_dir: caf\xe9\n")
     _jsonl(r / "train-data" / "train.jsonl", [ROW])
     (r / "no-train").mkdir()
     (r / "exp-unknown.yaml").write_text("name: x\nsynthesiser: {checkpoint: y}\n")
@@ -218,6 +220,9 @@ CASES = [
          ("unknown benchmark(s) for decontamination: gsm9k; valid: gsm8k, mmlu, bbh, tydiqa, humaneval, mbpp, math, "
          "alpaca_eval")),
     ]],
+    Case("filters", "filter-decontaminate-latin1", ["{res}/synth", "--filters", "decontaminate:benchmarks=gsm8k",
+                                                    "--output", "{tmp}/f"], 2,
+         "filters: error: {res}/data/eval/gsm8k/test.jsonl:2: " + LATIN, env={"GENSTRUCT_DATA_DIR": "{res}/data"}),
     Case("filters", "filter-no-input", ["{res}/empty-dir", "--filters", "format", "--output", "{tmp}/f"], 2,
          "filters: error: '{res}/empty-dir' has no synthesized.jsonl (the output of `genstruct-train synthesize`)"),
     Case("filters", "filter-output-is-input", ["{res}/synth", "--filters", "format", "--output", "{res}/synth"], 2,
@@ -344,6 +349,8 @@ CASES = [
         ("format", ["--format", "alpaca"], "sft.py: error: unknown format 'alpaca'; valid formats: genstruct, synthesizer, tulu"),
     ]],
     Case("sft", "sft-recipe-missing", ["--config", "{tmp}/none.yaml"], 2, "sft.py: error: recipe not found: {tmp}/none.yaml"),
+    Case("sft", "sft-recipe-latin1", ["--config", "{res}/latin1.yaml"], 2,
+         "sft.py: error: {res}/latin1.yaml:2: " + LATIN),
     Case("sft", "sft-recipe-list", ["--config", "{res}/list.yaml"], 2,
          "sft.py: error: {res}/list.yaml: a recipe must be a YAML mapping of keys to values"),
     # ------------------------------------------------------------------ eval/compare.py
