@@ -614,3 +614,30 @@ def test_data_build_interrupted_then_rerun_is_byte_identical(data_dir, tmp_path)
     assert main(argv(tmp_path / "uninterrupted")) == 0
     for name in ("train.jsonl", "validation.jsonl"):
         assert (out / name).read_bytes() == (tmp_path / "uninterrupted" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_eval_terminated_then_rerun_gives_the_same_predictions(res, tmp_path):
+    """SIGTERM to eval/run.py after its first benchmark is written: exit 143, the written benchmark kept, and the
+    rerun's predictions are byte-identical to an uninterrupted run's."""
+    import signal
+
+    def argv(out):
+        return [sys.executable, str(REPO / "eval" / "run.py"), "--model", res["model"], "--benchmarks", "gsm8k,bbh",
+                "--limit", "1", "--max-new-tokens", "8", "--output", str(out)]
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "terminated"
+    proc = subprocess.Popen(argv(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _wait_for_progress(out / "gsm8k" / "predictions.jsonl", 1, proc, timeout=300)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == ("eval/run.py: interrupted (SIGTERM); what was written so far is kept; "
+                                            "rerun the same command to resume")
+    assert not (out / "bbh" / "predictions.jsonl").exists() and not (out / "summary.json").exists()
+    for d in (out, tmp_path / "uninterrupted"):
+        assert subprocess.run(argv(d), capture_output=True, env=env, check=False).returncode == 0
+    for name in ("gsm8k", "bbh"):
+        assert (out / name / "predictions.jsonl").read_bytes() == \
+            (tmp_path / "uninterrupted" / name / "predictions.jsonl").read_bytes()
