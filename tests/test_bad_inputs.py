@@ -641,3 +641,14 @@ def test_eval_terminated_then_rerun_gives_the_same_predictions(res, tmp_path):
     for name in ("gsm8k", "bbh"):
         assert (out / name / "predictions.jsonl").read_bytes() == \
             (tmp_path / "uninterrupted" / name / "predictions.jsonl").read_bytes()
+
+
+def test_sft_script_exits_2_with_one_line(res, tmp_path):
+    """The real `python recipes/sft.py` (its __main__ wrapper, which the matrix reproduces in-process)."""
+    proc = subprocess.run([sys.executable, str(REPO / "recipes" / "sft.py"), "--config",
+                           str(REPO / "recipes" / "tiny" / "sft.yaml"), "--output_dir", str(tmp_path / "sft"),
+                           "--dataset_path", f"{res['res']}/train-data", "--max_steps=-3"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (
+        2, ["sft.py: error: recipe key max_steps: must be -1 (train num_train_epochs) or >= 1, got -3"])
+    assert not (tmp_path / "sft").exists()
