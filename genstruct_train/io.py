@@ -25,7 +25,7 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _decode(data: bytes, path: Path, line: int | None = None) -> str:
+def decode_text(data: bytes, path: Path, line: int | None = None) -> str:
     """UTF-8 text of `data`; invalid bytes raise naming the file and the line (counted when not given)."""
     try:
         return data.decode("utf-8")
@@ -40,7 +40,7 @@ def read_text(path: str | os.PathLike) -> str:
     """A UTF-8 text file; a missing file or invalid bytes raise naming the file (and line)."""
     path = Path(path)
     try:
-        return _decode(path.read_bytes(), path)
+        return decode_text(path.read_bytes(), path)
     except OSError as e:
         raise DataError(f"cannot read file: {e.strerror}", path) from None
 
@@ -48,7 +48,7 @@ def read_text(path: str | os.PathLike) -> str:
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
-        text = _decode(path.read_bytes(), path)
+        text = decode_text(path.read_bytes(), path)
     except OSError as e:
         raise DataError(f"cannot read file: {e.strerror}", path) from None
     try:
@@ -66,7 +66,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         raise DataError(f"cannot read file: {e.strerror}", path) from None
     with handle:
         for line_no, raw in enumerate(handle, 1):
-            line = _decode(raw, path, line_no)
+            line = decode_text(raw, path, line_no)
             if not line.strip():
                 continue
             try:
@@ -93,7 +93,7 @@ def read_jsonl_tolerant(path: str | os.PathLike) -> tuple[list[dict], int]:
     rows, torn = [], 0
     for i, raw in enumerate(lines):
         try:
-            line = _decode(raw, path, i + 1)
+            line = decode_text(raw, path, i + 1)
         except DataError:
             if i == len(lines) - 1:  # a kill can cut the last line inside a multi-byte character
                 torn = 1

@@ -93,6 +93,8 @@ def res(tmp_path_factory, tiny_model_dir):
     # recipes and experiments
     (r / "bad.yaml").write_text("learning_rate: [1, 2\n")
     (r / "list.yaml").write_text("- a\n- b\n")
+    _latin1(r / "data" / "eval" / "gsm8k" / "test.jsonl", {"question": "What is 2 + 2?"})
+    (r / "latin1.yaml").write_bytes(b"format: genstruct\noutput_dir: caf\xe9\n")
     _jsonl(r / "train-data" / "train.jsonl", [ROW])
     (r / "no-train").mkdir()
     (r / "exp-unknown.yaml").write_text("name: x\nsynthesiser: {checkpoint: y}\n")
@@ -218,6 +220,9 @@ CASES = [
          ("unknown benchmark(s) for decontamination: gsm9k; valid: gsm8k, mmlu, bbh, tydiqa, humaneval, mbpp, math, "
          "alpaca_eval")),
     ]],
+    Case("filters", "filter-decontaminate-latin1", ["{res}/synth", "--filters", "decontaminate:benchmarks=gsm8k",
+                                                    "--output", "{tmp}/f"], 2,
+         "filters: error: {res}/data/eval/gsm8k/test.jsonl:2: " + LATIN, env={"GENSTRUCT_DATA_DIR": "{res}/data"}),
     Case("filters", "filter-no-input", ["{res}/empty-dir", "--filters", "format", "--output", "{tmp}/f"], 2,
          "filters: error: '{res}/empty-dir' has no synthesized.jsonl (the output of `genstruct-train synthesize`)"),
     Case("filters", "filter-output-is-input", ["{res}/synth", "--filters", "format", "--output", "{res}/synth"], 2,
@@ -344,6 +349,8 @@ CASES = [
         ("format", ["--format", "alpaca"], "sft.py: error: unknown format 'alpaca'; valid formats: genstruct, synthesizer, tulu"),
     ]],
     Case("sft", "sft-recipe-missing", ["--config", "{tmp}/none.yaml"], 2, "sft.py: error: recipe not found: {tmp}/none.yaml"),
+    Case("sft", "sft-recipe-latin1", ["--config", "{res}/latin1.yaml"], 2,
+         "sft.py: error: {res}/latin1.yaml:2: " + LATIN),
     Case("sft", "sft-recipe-list", ["--config", "{res}/list.yaml"], 2,
          "sft.py: error: {res}/list.yaml: a recipe must be a YAML mapping of keys to values"),
     # ------------------------------------------------------------------ eval/compare.py
@@ -607,3 +614,41 @@ def test_data_build_interrupted_then_rerun_is_byte_identical(data_dir, tmp_path)
     assert main(argv(tmp_path / "uninterrupted")) == 0
     for name in ("train.jsonl", "validation.jsonl"):
         assert (out / name).read_bytes() == (tmp_path / "uninterrupted" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_eval_terminated_then_rerun_gives_the_same_predictions(res, tmp_path):
+    """SIGTERM to eval/run.py after its first benchmark is written: exit 143, the written benchmark kept, and the
+    rerun's predictions are byte-identical to an uninterrupted run's."""
+    import signal
+
+    def argv(out):
+        return [sys.executable, str(REPO / "eval" / "run.py"), "--model", res["model"], "--benchmarks", "gsm8k,bbh",
+                "--limit", "1", "--max-new-tokens", "8", "--output", str(out)]
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "terminated"
+    proc = subprocess.Popen(argv(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _wait_for_progress(out / "gsm8k" / "predictions.jsonl", 1, proc, timeout=300)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == ("eval/run.py: interrupted (SIGTERM); what was written so far is kept; "
+                                            "rerun the same command to resume")
+    assert not (out / "bbh" / "predictions.jsonl").exists() and not (out / "summary.json").exists()
+    for d in (out, tmp_path / "uninterrupted"):
+        assert subprocess.run(argv(d), capture_output=True, env=env, check=False).returncode == 0
+    for name in ("gsm8k", "bbh"):
+        assert (out / name / "predictions.jsonl").read_bytes() == \
+            (tmp_path / "uninterrupted" / name / "predictions.jsonl").read_bytes()
+
+
+def test_sft_script_exits_2_with_one_line(res, tmp_path):
+    """The real `python recipes/sft.py` (its __main__ wrapper, which the matrix reproduces in-process)."""
+    proc = subprocess.run([sys.executable, str(REPO / "recipes" / "sft.py"), "--config",
+                           str(REPO / "recipes" / "tiny" / "sft.yaml"), "--output_dir", str(tmp_path / "sft"),
+                           "--dataset_path", f"{res['res']}/train-data", "--max_steps=-3"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (
+        2, ["sft.py: error: recipe key max_steps: must be -1 (train num_train_epochs) or >= 1, got -3"])
+    assert not (tmp_path / "sft").exists()

@@ -334,8 +334,20 @@ def _read_csv_rows(path: Path) -> list[list[str]]:
 
 
 def _jsonl(path: Path, opener=open) -> list[dict]:
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Rows of a (gzipped) JSONL file; bad bytes or JSON raise naming the file and line."""
+    from ..errors import DataError
+    from ..io import decode_text
+
+    with opener(path, "rb") as f:
+        text = decode_text(f.read(), path)
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, i) from None
+    return rows
 
 
 def _squad_texts(path: Path) -> list[str]:
@@ -384,7 +396,7 @@ class EvalNgramIndex:
         for bench in benchmarks:
             try:
                 texts = EVAL_SETS[bench](eval_dir)
-            except OSError as e:
+            except (OSError, ValueError) as e:  # ValueError: not UTF-8, not JSON
                 raise GenstructError(f"cannot read benchmark {bench!r} under {eval_dir}: {e}") from None
             for i, text in enumerate(texts):
                 grams = ngrams(text, n)

@@ -68,8 +68,10 @@ def read_recipe(config_path: str | Path, overrides: list[str] = ()) -> dict:
     path = Path(config_path)
     if not path.is_file():
         raise GenstructError(f"recipe not found: {path}")
+    from ..io import read_text
+
     try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+        recipe = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         raise GenstructError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(recipe, dict):
