@@ -1,12 +1,16 @@
-"""Generated tokens/s: the `hf` generation backend vs a naive loop calling `model.generate` once per
-prompt (and, with --continuous, transformers' own continuous batching, `model.generate_batch`).
+"""Generated tokens/s: the `hf` backend (batched) and the `vllm` backend vs a naive loop calling
+`model.generate` once per prompt (and, with --continuous, transformers' `model.generate_batch`).
 
 Same tiny Mistral checkpoint (random weights, the real Mistral tokenizer), same prompts (Genstruct
-prompts of the first --prompts wiki paragraphs), greedy, same --max-new-tokens, side by side in one
-run; prints a table and the speed-up ratio, and checks that every method produced the same tokens.
+prompts of the first --prompts wiki paragraphs), greedy, same --max-new-tokens, fp32, in one run:
+--reps interleaved repetitions (naive, hf, vllm, naive, hf, vllm, ...), each method's median with min
+and max of wall time and of CPU time (this process, plus vLLM's engine processes: their live CPU times
+and RUSAGE_CHILDREN), and a check that every method produced the naive loop's tokens. vLLM runs where
+it is installed (.venv-vllm); its engine start is not timed.
 
-    python bench/generation_throughput.py [--prompts 64] [--max-new-tokens 32] [--batch-size 64] [--continuous]
-                                          [--threads N] [--json FILE]
+    python bench/generation_throughput.py [--prompts 64] [--max-new-tokens 32] [--batch-size 64]
+        [--hidden-size 64] [--layers 2] [--heads 2] [--reps 3] [--no-vllm] [--continuous]
+        [--threads N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import tempfile
 import time
 
@@ -25,6 +31,11 @@ from genstruct_train.io import read_jsonl
 from genstruct_train.paths import data_dir
 from genstruct_train.testing import build_tiny_mistral
 from genstruct_train.tokenization import prompt_text
+
+NAIVE = "naive loop (generate per prompt)"
+HF = "hf backend (batched)"
+VLLM = "vllm backend"
+CONTINUOUS = "transformers generate_batch (continuous)"
 
 
 def naive(model, encoded, max_new_tokens):
@@ -50,14 +61,40 @@ def until_eos(ids, eos_id):
     return ids[:ids.index(eos_id)] if eos_id in ids else ids
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process, its finished children, and its live children (vLLM's engine)."""
+    import psutil
+
+    own = time.process_time()
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    live = 0.0
+    for p in psutil.Process().children(recursive=True):
+        try:
+            t = p.cpu_times()
+            live += t.user + t.system
+        except psutil.Error:
+            pass
+    return own + done.ru_utime + done.ru_stime + live
+
+
+def timed(fn):
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, cpu_seconds() - c0, out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--continuous", action="store_true", help="also time model.generate_batch")
+    parser.add_argument("--batch-size", type=int, default=64, help="hf backend batch size")
     parser.add_argument("--hidden-size", type=int, default=64, help="tiny model width (TINY_MISTRAL: 64)")
     parser.add_argument("--layers", type=int, default=2, help="tiny model depth (TINY_MISTRAL: 2)")
+    parser.add_argument("--heads", type=int, default=2,
+                        help="attention heads (TINY_MISTRAL: 4; vLLM's CPU kernels need head_dim >= 32)")
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of every method")
+    parser.add_argument("--no-vllm", action="store_true", help="skip the vllm backend")
+    parser.add_argument("--continuous", action="store_true", help="also time model.generate_batch")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
@@ -66,7 +103,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = build_tiny_mistral(tmp, hidden_size=args.hidden_size, intermediate_size=2 * args.hidden_size,
-                                  num_hidden_layers=args.layers)
+                                  num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                                  num_key_value_heads=min(2, args.heads))
         gen = load_generator(str(ckpt), batch_size=args.batch_size)
         fmt = get_format("genstruct")
         passages = read_jsonl(data_dir() / "corpus" / "wiki-paragraphs.jsonl")[:args.prompts]
@@ -74,41 +112,57 @@ def main() -> None:
         encoded = [gen.encode_prompt(p) for p in prompts]
         eos = gen.tokenizer.eos_token_id
         sampling = SamplingParams(max_new_tokens=args.max_new_tokens)
-        gen.generate(prompts[:2], sampling, progress=False)  # warm-up
-
-        rows = {}
-        t0 = time.perf_counter()
-        batched = [c[0].token_ids for c in gen.generate(prompts, sampling, progress=False)]
-        rows["hf backend (batched)"] = (time.perf_counter() - t0, batched)
-        t0 = time.perf_counter()
-        loop = [until_eos(ids, eos) for ids in naive(gen.model, encoded, args.max_new_tokens)]
-        rows["naive loop (generate per prompt)"] = (time.perf_counter() - t0, loop)
+        methods = {
+            NAIVE: lambda: [until_eos(ids, eos) for ids in naive(gen.model, encoded, args.max_new_tokens)],
+            HF: lambda: [c[0].token_ids for c in gen.generate(prompts, sampling, progress=False)],
+        }
         if args.continuous:
-            t0 = time.perf_counter()
-            cb = continuous(gen.model, encoded, args.max_new_tokens, eos, gen.pad_id)
-            rows["transformers generate_batch (continuous)"] = (time.perf_counter() - t0, [until_eos(c, eos)
-                                                                                            for c in cb])
+            methods[CONTINUOUS] = lambda: [until_eos(c, eos) for c in continuous(
+                gen.model, encoded, args.max_new_tokens, eos, gen.pad_id)]
+        vllm_gen = None
+        if not args.no_vllm:
+            vllm_gen = load_generator(str(ckpt), "vllm", dtype="float32", enforce_eager=True,
+                                      max_model_len=max(map(len, encoded)) + args.max_new_tokens + 16,
+                                      kv_cache_memory_bytes=512 << 20)
+            methods[VLLM] = lambda: [c[0].token_ids for c in vllm_gen.generate(prompts, sampling, progress=False)]
+        for fn in methods.values():  # warm-up
+            if fn is methods[NAIVE]:
+                naive(gen.model, encoded[:2], 4)
+            else:
+                fn()
+        runs = {name: [] for name in methods}
+        outputs = {}
+        for _ in range(args.reps):
+            for name, fn in methods.items():
+                wall, cpu, outputs[name] = timed(fn)
+                runs[name].append((wall, cpu))
+        if vllm_gen is not None:
+            vllm_gen.close()
 
+    ref = outputs[NAIVE]
     print(f"{len(prompts)} prompts (mean {sum(map(len, encoded)) / len(encoded):.0f} tokens), "
-          f"max_new_tokens={args.max_new_tokens}, batch_size={args.batch_size}, torch threads="
-          f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'method':44s} {'seconds':>8s} {'tokens':>7s} {'tok/s':>8s} {'same tokens':>12s}")
+          f"max_new_tokens={args.max_new_tokens}, model hidden {args.hidden_size} x {args.layers} layers, "
+          f"{args.heads} heads, fp32, batch_size={args.batch_size}, torch threads={torch.get_num_threads()}, "
+          f"{args.reps} interleaved reps, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'method':42s} {'wall s median [min-max]':>24s} {'CPU s median':>12s} {'tokens':>7s} "
+          f"{'tok/s':>8s} {'x naive':>8s} {'same tokens':>12s}")
     figures = {}
-    for name, (seconds, outs) in rows.items():
-        tokens = sum(map(len, outs))
-        figures[name] = {"seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
-                         "same_tokens_as_naive": outs == loop}
-        print(f"{name:44s} {seconds:8.2f} {tokens:7d} {tokens / seconds:8.1f} {outs == loop!s:>12s}")
-    base = figures["naive loop (generate per prompt)"]["tokens_per_s"]
-    for name, f in figures.items():
-        f["ratio_vs_naive"] = round(f["tokens_per_s"] / base, 2)
-    print(f"speed-up hf backend / naive loop: {figures['hf backend (batched)']['ratio_vs_naive']:.1f}x")
-    if args.continuous:
-        print(f"speed-up continuous batching / naive loop: "
-              f"{figures['transformers generate_batch (continuous)']['ratio_vs_naive']:.1f}x")
+    naive_wall = statistics.median(w for w, _ in runs[NAIVE])
+    for name, times in runs.items():
+        walls, cpus = [w for w, _ in times], [c for _, c in times]
+        wall, tokens = statistics.median(walls), sum(map(len, outputs[name]))
+        figures[name] = {"wall_s": {"median": round(wall, 3), "min": round(min(walls), 3), "max": round(max(walls), 3)},
+                         "cpu_s": {"median": round(statistics.median(cpus), 3), "min": round(min(cpus), 3),
+                                   "max": round(max(cpus), 3)},
+                         "tokens": tokens, "tokens_per_s": round(tokens / wall, 1),
+                         "ratio_vs_naive": round(naive_wall / wall, 2), "same_tokens_as_naive": outputs[name] == ref}
+        f = figures[name]
+        span = f"{wall:.2f} [{min(walls):.2f}-{max(walls):.2f}]"
+        print(f"{name:42s} {span:>24s} {f['cpu_s']['median']:12.2f} {tokens:7d} {f['tokens_per_s']:8.1f} "
+              f"{f['ratio_vs_naive']:8.1f} {f['same_tokens_as_naive']!s:>12s}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "figures": figures}, f, indent=2)
+            json.dump({"args": vars(args), "load_average": os.getloadavg(), "figures": figures}, f, indent=2)
 
 
 if __name__ == "__main__":
