@@ -85,7 +85,7 @@ class GenstructSFTTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        if mode == "train":  # tokens in the loss, in total (what the LM head must score; benches count FLOPs by it)
+        if mode == "train" and "labels" in inputs:  # tokens in the loss, in total (what the LM head must score; benches count FLOPs by it)
             counted = self.accelerator.gather_for_metrics((inputs["labels"][:, 1:] != -100).sum()).sum().item()
             self._total_loss_tokens = getattr(self, "_total_loss_tokens", 0) + counted
             self._metrics[mode]["num_loss_tokens"] = [self._total_loss_tokens]
