@@ -496,9 +496,18 @@ def _synth_argv(model, corpus, out, *extra):
             "--max-new-tokens", "24", "--num-samples", "2", "--temperature", "1", "--seed", "3", *extra]
 
 
+def _default_sigint():
+    """A shell's background job (e.g. CI started with `&`) inherits SIGINT ignored, and Python then keeps it
+    ignored: give the child the default disposition, as a terminal's foreground job has."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli_process(argv, **kw):
     return subprocess.Popen([str(Path(sys.executable).with_name("genstruct-train")), *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, **kw)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            preexec_fn=_default_sigint, **kw)
 
 
 def _wait_for_progress(path: Path, lines: int, proc, timeout: float = 120) -> None:

@@ -410,7 +410,7 @@ def test_non_utf8_input_names_file_and_line(tmp_path):
     assert proc.stderr.strip().startswith(f"genstruct-train: error: {path}:2: not valid UTF-8 (byte 0xe9)")
     squad = tmp_path / "squad.json"
     squad.write_bytes(b'{"data": []}\n\xff\n')
-    with pytest.raises(DataError, match=r"squad\.json:2: not UTF-8 text"):
+    with pytest.raises(DataError, match=r"squad\.json:2: not valid UTF-8"):
         build_from_source("squad", squad, tmp_path / "out")
 
 
