@@ -66,22 +66,24 @@ def test_genstruct_greedy_same_rows_as_hf(scripted, data_dir, tmp_path):
 
 def test_synthesizer_two_rounds_same_as_hf(eos_model, tmp_path):
     common = ["synthesize", "--method", "synthesizer", "--model", str(eos_model), "--limit", "4",
-              "--max-new-tokens", "8", "--synthesizer-rounds", "2"]
-    assert main([*common, "--output", str(tmp_path / "hf")]) == 0
-    assert main([*common, *VLLM, "--output", str(tmp_path / "vllm")]) == 0
+              "--max-new-tokens", "8", "--synthesizer-rounds", "2",
+              "--allow-format-mismatch"]  # eos_model carries the genstruct chat template
+    codes = [main([*common, "--output", str(tmp_path / "hf")]), main([*common, *VLLM, "--output", str(tmp_path / "vllm")])]
     for name in ("synthesized.jsonl", "rejected.jsonl", "round-1/synthesized.jsonl", "round-2/rejected.jsonl"):
         assert read_jsonl(tmp_path / "vllm" / name) == read_jsonl(tmp_path / "hf" / name), name
     report = json.loads((tmp_path / "vllm" / "report.json").read_text())
+    assert codes == [0, 0] if report["rows"] else codes == [2, 2]  # no accepted row: exit 2 on both
     assert report["rounds"] == 2 and report["passages"] == report["samples"] == 4
     assert report["accepted"] + sum(report["rejected"].values()) == 4
 
 
 def test_self_instruct_counts_add_up(eos_model, tmp_path):
     out = tmp_path / "si"
-    assert main(["synthesize", "--method", "self-instruct", "--model", str(eos_model), "--output", str(out),
+    code = main(["synthesize", "--method", "self-instruct", "--model", str(eos_model), "--output", str(out),
                  "--self-instruct-num-instructions", "3", "--self-instruct-requests-per-batch", "6",
-                 "--self-instruct-max-requests", "12", "--max-new-tokens", "40", *VLLM]) == 0
+                 "--self-instruct-max-requests", "12", "--max-new-tokens", "40", *VLLM])
     report = json.loads((out / "report.json").read_text())
+    assert code == (0 if report["rows"] else 2)  # a random model often keeps no task: exit 2
     boot = report["bootstrap"]
     kept = read_jsonl(out / "bootstrap" / "synthesized.jsonl")
     rejected = read_jsonl(out / "bootstrap" / "rejected.jsonl")
@@ -140,8 +142,11 @@ def test_eval_greedy_benchmarks_same_as_hf_and_judge_on_vllm(eos_model, small_da
         metrics = json.loads((tmp_path / "vllm" / name / "metrics.json").read_text())
         assert metrics["scores"] == json.loads((tmp_path / "hf" / name / "metrics.json").read_text())["scores"]
     codex = read_jsonl(tmp_path / "vllm" / "codex_humaneval" / "predictions.jsonl")
+    from genstruct_train.evaluation import codex_humaneval
+
+    problems = [p["task_id"] for p in codex_humaneval.load(small_data_dir, 2)]  # open-instruct's seeded sample
     assert sorted({(r["id"], r["setting"], r["sample"]) for r in codex}) == sorted(
-        (f"HumanEval/{i}", setting, j) for i in range(2) for setting in ("pass@1", "pass@10") for j in range(4))
+        (i, setting, j) for i in problems for setting in ("pass@1", "pass@10") for j in range(4))
     assert len(codex) == 16
     judged = read_jsonl(tmp_path / "vllm" / "alpaca_farm" / "predictions.jsonl")
-    assert len(judged) == 2 and all(len(r["judge"]) == 2 for r in judged)  # both orders judged
+    assert len(judged) == 2 and all(len(r["judge"]) == 1 for r in judged)  # one seeded order (alpaca_eval)

@@ -96,7 +96,7 @@ def test_alpaca_farm_judge_through_vllm_serve(server, model_dir, data_dir, tmp_p
     ref = read_jsonl(tmp_path / "hf" / "alpaca_farm" / "predictions.jsonl")
     assert len(ours) == len(ref) == 2
     for o, r in zip(ours, ref):
-        assert set(o["judge"]) == set(r["judge"]) and len(o["judge"]) == 2
+        assert set(o["judge"]) == set(r["judge"]) and len(o["judge"]) == 1  # one seeded order (alpaca_eval)
         for order in o["judge"]:
             assert o["judge"][order]["prompt"] == r["judge"][order]["prompt"]
             assert o["judge"][order]["output"] == r["judge"][order]["output"]
