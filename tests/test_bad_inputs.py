@@ -507,7 +507,7 @@ def _default_sigint():
 def _cli_process(argv, **kw):
     return subprocess.Popen([str(Path(sys.executable).with_name("genstruct-train")), *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            preexec_fn=_default_sigint, **kw)
+                            preexec_fn=_default_sigint, **kw)  # noqa: PLW1509 (signal.signal only)
 
 
 def _wait_for_progress(path: Path, lines: int, proc, timeout: float = 120) -> None:
