@@ -135,40 +135,38 @@ def check_safetensors(path: str | os.PathLike) -> None:
                              "save or download it again")
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
+@contextlib.contextmanager
+def _atomic_text(path: str | os.PathLike) -> Iterator:
+    """A text handle whose content replaces `path` only when the block completes (temp file + rename), so a
+    reader never sees half a file; on any failure (disk full, interrupt) no temp file is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
+            yield f
         os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
         os.replace(tmp, path)
-    except BaseException:  # disk full, interrupted: no stray temp file
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically."""
+    with _atomic_text(path) as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     """Write rows atomically; returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:  # disk full, interrupted: no stray temp file
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _atomic_text(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
     return n
 
 
