@@ -134,7 +134,11 @@ def _check_renders(row: dict, fmt: Format, path, line_no) -> None:
     except (TypeError, AttributeError):
         pass  # a non-string field: named below
     for key in dict.fromkeys(rec.used):
-        if key in row and not isinstance(row[key], str):
+        if key == "pairs" and row.get(key):  # a multi-pair synthesizer row (data build): [[question, answer], ...]
+            if not isinstance(row[key], list) or not all(
+                    isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in row[key]):
+                raise DataError("must be a list of [question, answer] strings", path, line_no, field=key)
+        elif key in row and not isinstance(row[key], str):
             _check_string(row, key, path, line_no)
 
 
