@@ -131,8 +131,8 @@ def _check_renders(row: dict, fmt: Format, path, line_no) -> None:
         fmt.render(rec)
     except KeyError as e:
         raise DataError(f"missing for format {fmt.name!r}", path, line_no, field=e.args[0]) from None
-    except (TypeError, AttributeError):
-        pass  # a non-string field: named below
+    except (TypeError, AttributeError, ValueError):
+        pass  # a non-string field (or malformed pairs): named below
     for key in dict.fromkeys(rec.used):
         if key == "pairs" and row.get(key):  # a multi-pair synthesizer row (data build): [[question, answer], ...]
             if not isinstance(row[key], list) or not all(
