@@ -32,7 +32,7 @@ def short_pairs(data_dir, path):
         for ex in read_source("squad", data_dir / "train" / source):
             if isinstance(ex, dict):  # not a Skip
                 passages.setdefault(ex["content"], []).append(ex)
-        for content, exs in passages.items():
+        for exs in passages.values():
             keep = [ex for ex in exs if all(len(ex[k].split()) <= n for k, n in MAX_WORDS.items())
                     and not any(c.isdigit() for c in ex["assistant"])]
             if len(keep) >= 2:
