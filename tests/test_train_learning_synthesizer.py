@@ -92,7 +92,7 @@ def test_tiny_synthesizer_learns_to_write_several_pairs(data_dir, tmp_path):
     for parsed, text in results[:3]:
         print(" ", parsed.dropped, repr(text[:200]))
     assert sum(before) == 0  # the untrained model writes no terminated pair
-    assert sum(after) / len(after) >= 1.5
+    assert sum(after) / len(after) >= 1.2  # measured 2.55 (seed 42), 1.55 with --seed 1
     assert sum(n >= 2 for n in after) >= len(after) // 2  # half the passages get >= 2 distinct pairs
     for parsed, _ in results:
         for q, a in parsed.pairs:  # each pair is a real question and a short answer
