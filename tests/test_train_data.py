@@ -109,3 +109,20 @@ def test_mixture_data_is_rebuilt_when_the_mixture_changes(tmp_path):
     mixture.write_text(spec.replace("size: 4", "size: 8"))  # a different mixture: rebuilt
     assert data_files(args, tmp_path / "out")[0].read_text() != first + "\n"
     assert len(train.read_text().splitlines()) == len(first.splitlines()) - 4
+
+
+def test_multi_pair_synthesizer_rows_train_on_all_their_pairs(tmp_path, mistral_tokenizer):
+    """A `data build --format synthesizer` row holds all its pairs in `pairs`: the completion covers them all;
+    a malformed `pairs` is named."""
+    tok, fmt = mistral_tokenizer, get_format("synthesizer")
+    row = {**ROWS[0], "pairs": [["Two cells split. How?", "By mitosis."], ["What divides?", "Cells."]]}
+    ds, counts = tokenize_file(_jsonl(tmp_path, [row]), tok, fmt, max_length=None)
+    ids, mask = ds[0]["input_ids"], ds[0]["completion_mask"]
+    n = mask.index(1)
+    assert tok.decode(ids[n:-1]) == ("<QUE> Two cells split. How? <ANS> By mitosis. </END>\n\n"
+                                     "<QUE> What divides? <ANS> Cells. </END>")
+    assert counts["used"] == 1 and ids[-1] == tok.eos_token_id
+    for bad in (["a", "b"], [["a"]], [["a", 3]]):
+        path = _jsonl(tmp_path, [row, {**row, "pairs": bad}])
+        with pytest.raises(DataError, match=rf"^{path}:2: field 'pairs': must be a list of \[question, answer\] strings$"):
+            tokenize_file(path, tok, fmt, max_length=None)

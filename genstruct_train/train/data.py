@@ -131,18 +131,16 @@ def _check_renders(row: dict, fmt: Format, path, line_no) -> None:
         fmt.render(rec)
     except KeyError as e:
         raise DataError(f"missing for format {fmt.name!r}", path, line_no, field=e.args[0]) from None
-    except (TypeError, AttributeError):
-        pass  # a non-string field: named below
+    except (TypeError, AttributeError, ValueError):
+        pass  # a non-string field (or malformed pairs): named below
     for key in dict.fromkeys(rec.used):
-        if key == "pairs" and _is_pair_list(row[key]):  # multi-pair synthesizer rows: [[question, answer], ...]
-            continue
-        if key in row and not isinstance(row[key], str):
+        if key == "pairs" and row.get(key):  # a multi-pair synthesizer row (data build): [[question, answer], ...]
+            if not isinstance(row[key], list) or not all(
+                    isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in row[key]):
+                raise DataError("must be a list of [question, answer] strings", path, line_no, field=key)
+        elif key in row and not isinstance(row[key], str):
             _check_string(row, key, path, line_no)
 
-
-def _is_pair_list(value) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value)
 
 
 def tokenize_texts(tokenizer, rows: list[dict], max_length: int | None = None) -> list[dict]:
