@@ -142,7 +142,6 @@ def _check_renders(row: dict, fmt: Format, path, line_no) -> None:
             _check_string(row, key, path, line_no)
 
 
-
 def tokenize_texts(tokenizer, rows: list[dict], max_length: int | None = None) -> list[dict]:
     """Plain-text rows -> {input_ids, completion_mask}: BOS + text + EOS, the loss on every token, split into
     pieces of at most max_length tokens."""
