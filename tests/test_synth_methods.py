@@ -2,16 +2,16 @@
 
 The synthesizer and self-instruct end-to-end tests run tiny models trained in the test (a minute of CPU
 each) to write known text for the prompts those methods send, so the parsed rows and each filter's
-decisions are checked exactly. A random tiny model writes nothing that parses into ada-instruct
-responses: that end-to-end test checks that every stage is counted and that the job then fails (no row);
-the prompt, parse and filter tests pin the exact behaviour on constructed text. `eos_model` is the tiny
-Mistral with its EOS output row scaled up, so that its samples end (finish_reason "eos") after a few
-tokens, as a trained model's do, instead of always running to the token limit."""
+decisions are checked exactly; the ada-instruct one's model samples four taught instructions (seeded),
+each of which must get its filter decision. The prompt, parse and filter tests pin the exact behaviour on
+constructed text. `eos_model` is the tiny Mistral with its EOS output row scaled up, so that its samples
+end (finish_reason "eos") after a few tokens, as a trained model's do, instead of always running to the
+token limit."""
 
 import json
 import shutil
+from collections import Counter
 
-import numpy as np
 import pytest
 
 from genstruct_train.cli import main
@@ -316,30 +316,64 @@ def test_ada_instruct_embedding_filter_with_real_minilm(data_dir):
     assert best[0] > 0.95 and best[2] > 0.9 and best[1] < 0.8 and best[3] < 0.8
 
 
-def test_ada_instruct_end_to_end_with_teacher(eos_model, tmp_path, data_dir):
+# what the ada-instruct model is taught to write, each with the same probability, after the generator prompt,
+# with the decision its first sample must get (None: kept)
+ADA_SAMPLES = {
+    "Sam buys 4 pens at 2 dollars each. How much does he pay?": None,
+    ("Diane bought twenty more apples than Cecile. If Cecile bought 15 apples, how many apples did they "
+     "buy in all?"): "embedding_similar",  # a seed task's paraphrase
+    "Tom has 12 marbles.": "not_a_question",
+    "": "empty",
+}
+ADA_RESPONSE = "4 pens at 2 dollars is 8 dollars."
+
+
+@pytest.fixture(scope="module")
+def ada_instruct_model(tmp_path_factory, data_dir):
+    """A tiny model taught gsm8k's generator prompt (each of ADA_SAMPLES, equally likely) and, as the teacher,
+    to answer the kept instruction with ADA_RESPONSE."""
+    from genstruct_train.testing import build_tiny_mistral, teach_completions
+    from genstruct_train.tokenization import load_tokenizer
+
+    path = build_tiny_mistral(tmp_path_factory.mktemp("ada-instruct-model"))
+    _, template = ada_instruct.task_files("gsm8k")
+    bos = load_tokenizer(str(path)).bos_token
+    prompt = ada_instruct.generator_prompt(bos, template)
+    kept = next(x for x, reason in ADA_SAMPLES.items() if reason is None)
+    examples = [(prompt, x) for x in ADA_SAMPLES] + [(ada_instruct.teacher_prompt(bos, template, kept), ADA_RESPONSE)]
+    return teach_completions(path, examples, steps=150)
+
+
+def test_ada_instruct_end_to_end_with_teacher(ada_instruct_model, tmp_path, data_dir):
     out = tmp_path / "ada"
-    argv = ["synthesize", "--method", "ada-instruct", "--model", str(eos_model), "--ada-instruct-task", "csqa",
-            "--ada-instruct-num", "3", "--ada-instruct-samples-per-chunk", "6", "--ada-instruct-max-chunks", "2",
-            "--ada-instruct-teacher", str(eos_model), "--max-new-tokens", "12", "--output", str(out)]
-    assert main(argv) == 2  # the random teacher writes no response: no row, counted, then a failure
+    argv = ["synthesize", "--method", "ada-instruct", "--model", str(ada_instruct_model), "--ada-instruct-task",
+            "gsm8k", "--ada-instruct-num", "1", "--ada-instruct-samples-per-chunk", "24",
+            "--ada-instruct-max-chunks", "1", "--ada-instruct-teacher", str(ada_instruct_model),
+            "--temperature", "0.5", "--max-new-tokens", "48", "--seed", "0", "--output", str(out)]
+    assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     stage = report["instructions"]
     kept = read_jsonl(out / "instructions" / "synthesized.jsonl")
     rejected = read_jsonl(out / "instructions" / "rejected.jsonl")
-    assert stage["samples"] == 6 * stage["chunks"] == len(kept) + len(rejected)
-    assert stage["kept"] == len(kept) and sum(stage["rejected"].values()) == len(rejected)
-    assert kept  # the seeded random model keeps some: the similarity checks below run
-    # each kept instruction's cosine similarity to the seeds and the instructions kept before it, computed here
-    seeds, _ = ada_instruct.task_files("csqa")
-    emb = Embedder().encode(seeds + [k["instruction"] for k in kept])
-    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    for i, row in enumerate(kept):
-        best = float((emb[:len(seeds) + i] @ emb[len(seeds) + i]).max())
-        assert row["instruction"] and best < 0.8 and row["max_similarity"] == pytest.approx(best, abs=1e-3)
-    responses_rejected = report["responses_rejected"]
-    assert (report["rows"], read_jsonl(out / "synthesized.jsonl")) == (0, [])
-    assert responses_rejected == {"empty_response": len(kept)}
-    assert len(read_jsonl(out / "responses" / "rejected.jsonl")) == len(kept)
+    instruction = next(x for x, reason in ADA_SAMPLES.items() if reason is None)
+    assert [r["instruction"] for r in kept] == [instruction] and kept[0]["max_similarity"] < 0.8
+    counts = Counter(r["instruction"] for r in kept + rejected)
+    assert set(counts) == set(ADA_SAMPLES)  # only what it was taught, each at least once in 24 samples (seeded)
+    expected = Counter()
+    for x, first in ADA_SAMPLES.items():
+        if first in ("not_a_question", "empty"):  # rule rejections come before the duplicate check
+            expected[(x, first)] = counts[x]
+        else:  # the first sample is kept or rejected as similar, the later ones are exact duplicates of it
+            expected.update({(x, first or "kept"): 1, (x, "exact_duplicate"): counts[x] - 1})
+    decisions = Counter([(r["instruction"], r["reason"]) for r in rejected] + [(instruction, "kept")])
+    assert decisions == +expected
+    assert all(r["max_similarity"] >= 0.8 for r in rejected if r["reason"] == "embedding_similar")
+    assert (stage["chunks"], stage["samples"], stage["kept"], stage["complete"]) == (1, 24, 1, True)
+    assert stage["rejected"] == dict(Counter(r["reason"] for r in rejected)) and len(rejected) == 23
+    rows = read_jsonl(out / "synthesized.jsonl")
+    assert [(r["id"], r["user"], r["assistant"]) for r in rows] == [("ada-instruct-gsm8k-0", instruction, ADA_RESPONSE)]
+    assert (report["rows"], report["responses_rejected"], report["rejected"]) == (1, {}, 23)
+    assert len(read_jsonl(out / "rejected.jsonl")) == 23
 
 
 # --------------------------------------------------------------------------- rationalize
