@@ -66,3 +66,34 @@ def scripted_genstruct(path, completion: str = COMPLETION, margin: float = 1.8, 
             head[nxt, i] = margin
     model.save_pretrained(path)
     return path
+
+
+def teach_completions(path, examples, steps: int = 40, lr: float = 1e-2, seed: int = 0):
+    """Train the checkpoint at `path` in place (full batch, Adam) to write each example's completion,
+    then EOS, after its prompt; the loss is on the completion and EOS only. `examples` is a list of
+    (prompt, completion) strings, or a function of the step returning one (to vary the prompts). Every
+    token counts the same (summed loss): completions of one prompt start equally often.
+    Prompts are encoded as the generators encode them (BOS prepended unless present), so a model
+    taught here writes the completions when prompted by the synthesis methods."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from .generation.base import Generator
+    from .tokenization import load_tokenizer
+
+    tok = load_tokenizer(str(path))
+    encoder = type("Encoder", (), {"tokenizer": tok, "encode_prompt": Generator.encode_prompt})()
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for step in range(steps):
+        for prompt, completion in (examples(step) if callable(examples) else examples):
+            ids = encoder.encode_prompt(prompt)
+            target = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            hidden = model.model(input_ids=torch.tensor([ids + target[:-1]])).last_hidden_state
+            logits = model.lm_head(hidden[0, len(ids) - 1:])  # the vocabulary projection of the completion only
+            torch.nn.functional.cross_entropy(logits, torch.tensor(target), reduction="sum").backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(path)
+    return path

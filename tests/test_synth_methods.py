@@ -1,20 +1,18 @@
 """The synthesizer, self-instruct and ada-instruct methods and `data rationalize`, on real tiny models.
 
-The synthesizer end-to-end test runs a tiny model trained in the test to write one pair, so the parsed
-rows are checked exactly. A random tiny model writes nothing that parses into self-instruct instances or
-ada-instruct responses: those end-to-end tests check that every stage is counted, that the job then fails
-(no row), and recheck from scratch the rules on the instructions the seeded model did keep; the prompt,
-parse and filter tests pin the exact behaviour on constructed text. `eos_model` is the tiny Mistral with its EOS
-output row scaled up, so that its samples end (finish_reason "eos") after a few tokens, as a trained
-model's do, instead of always running to the token limit."""
+The synthesizer and self-instruct end-to-end tests run tiny models trained in the test (a minute of CPU
+each) to write known text for the prompts those methods send, so the parsed rows and each filter's
+decisions are checked exactly; the ada-instruct one's model samples four taught instructions (seeded),
+each of which must get its filter decision. The prompt, parse and filter tests pin the exact behaviour on
+constructed text. `eos_model` is the tiny Mistral with its EOS output row scaled up, so that its samples
+end (finish_reason "eos") after a few tokens, as a trained model's do, instead of always running to the
+token limit."""
 
 import json
-import re
 import shutil
+from collections import Counter
 
-import numpy as np
 import pytest
-from rouge_score import rouge_scorer
 
 from genstruct_train.cli import main
 from genstruct_train.io import read_jsonl
@@ -200,43 +198,85 @@ def test_self_instruct_instance_parsing():
     assert self_instruct.parse_instances("Example 1\nInput: same\nOutput: same", False, "eos") == []
 
 
-def test_self_instruct_end_to_end_and_resume(eos_model, tmp_path, data_dir, capsys):
+# the bootstrap response the self-instruct model is taught, item by item ("9." ends the prompt), with the
+# decision each one must get: kept, or the rule that rejects it
+SI_ITEMS = [("Name three famous rivers in Europe.", None),
+            ("Describe a map showing your hometown.", "keyword:map"),
+            ("Name three famous rivers in Asia.", "rouge_l_similar"),  # ROUGE-L 0.83 to item 9, kept before it
+            ("Classify this movie review's sentiment.", None)]
+SI_RESPONSE = " " + "\n".join(f"{i}. {x}" for i, (x, _) in enumerate(SI_ITEMS, 9))[3:]
+# what the model is taught to answer each kept task: (is it classification, instances text)
+SI_TASKS = {
+    "Name three famous rivers in Europe.": (False, "Output: The Danube, the Rhine and the Volga."),
+    "Classify this movie review's sentiment.": (
+        True, "Class label: Positive\nInput: I loved it.\nClass label: Negative\nInput: It was dull."),
+}
+
+
+@pytest.fixture(scope="module")
+def self_instruct_model(tmp_path_factory, data_dir):
+    """A tiny model taught (about a minute of CPU) Self-Instruct's three prompts: to continue the bootstrap
+    prompts of SI_ARGV's first batch with SI_RESPONSE, and to classify and give instances for each task of
+    SI_TASKS. The bootstrap prompts (random seed tasks) are the ones `bootstrap` sends, recorded from a
+    one-token run of the untrained model with the same seed and batch."""
+    from genstruct_train.generation import SamplingParams
+    from genstruct_train.generation.hf import HFGenerator
+    from genstruct_train.testing import build_tiny_mistral, teach_completions
+
+    class Recording(HFGenerator):
+        def generate(self, prompts, sampling, progress=True):
+            self.prompts = getattr(self, "prompts", []) + prompts
+            return super().generate(prompts, sampling, progress)
+
+    seeds = self_instruct.read_seed_tasks(data_dir / "baselines/self-instruct/seed_tasks.jsonl")
+    path = build_tiny_mistral(tmp_path_factory.mktemp("self-instruct-model"))
+    recorder = Recording(str(path))
+    self_instruct.bootstrap(recorder, seeds, tmp_path_factory.mktemp("record"), 99, SamplingParams(max_new_tokens=1, seed=0),
+                            2, 2, "record")
+    assert len(recorder.prompts) == 2
+    examples = [(p, SI_RESPONSE) for p in recorder.prompts]
+    for inst, (clf, instances) in SI_TASKS.items():
+        examples.append((self_instruct.classification_prompt(seeds, inst), " Yes" if clf else " No"))
+        examples.append((self_instruct.instance_prompt(seeds, inst, clf), instances))
+    return teach_completions(path, examples, steps=150)
+
+
+SI_ARGV = ["synthesize", "--method", "self-instruct", "--self-instruct-num-instructions", "2",
+           "--self-instruct-requests-per-batch", "2", "--self-instruct-max-requests", "2", "--max-new-tokens", "128",
+           "--seed", "0"]
+
+
+def test_self_instruct_end_to_end_and_resume(self_instruct_model, tmp_path, data_dir):
+    """Both prompts of the one batch get SI_RESPONSE: the first keeps items 9 and 12 and rejects the keyword
+    and ROUGE-L ones; the second's items are all rejected (its kept ones now ROUGE-L 1.0 to those kept)."""
     out = tmp_path / "si"
-    argv = ["synthesize", "--method", "self-instruct", "--model", str(eos_model), "--output", str(out),
-            "--self-instruct-num-instructions", "3", "--self-instruct-requests-per-batch", "6",
-            "--self-instruct-max-requests", "12", "--max-new-tokens", "40"]
-    # the random model's instructions get no parsable instance: every stage runs and is counted, then the
-    # job fails because it yields no row
-    assert main(argv) == 2
+    argv = SI_ARGV + ["--model", str(self_instruct_model), "--output", str(out)]
+    assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"genstruct-train: error: no row accepted: {report['rejected']} rejected (see {out / 'report.json'})")
-    boot = report["bootstrap"]
-    kept = read_jsonl(out / "bootstrap" / "synthesized.jsonl")
-    rejected = read_jsonl(out / "bootstrap" / "rejected.jsonl")
-    assert boot["candidates"] == len(kept) + len(rejected) and boot["kept"] == len(kept)
-    assert sum(boot["rejected"].values()) == len(rejected)
-    assert boot["requests"] % 6 == 0 and boot["requests"] <= 12
-    assert boot["complete"] == (len(kept) >= 3) and (boot["requests"] == 12 or boot["complete"])
-    seeds = [json.loads(x)["instruction"] for x in
-             (data_dir / "baselines/self-instruct/seed_tasks.jsonl").read_text().splitlines()]
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    assert kept  # the seeded random model keeps some candidates: the rule checks below run
-    for i, row in enumerate(kept):  # every kept instruction obeys the paper's rules, checked here from scratch
-        inst = row["instruction"]
-        assert 3 < len(inst.split()) <= 150 and inst[0].isascii() and inst[0].isalnum()
-        assert not any(re.search(rf"\b{w}\b", inst, re.IGNORECASE) for w in self_instruct.BLACKLIST)
-        assert not inst.startswith("Write a program")
-        others = seeds + [r["instruction"] for r in kept[:i]]
-        assert max(scorer.score(inst, o)["rougeL"].fmeasure for o in others) <= 0.7
-    assert report["tasks"] == len(kept) == len(read_jsonl(out / "classify" / "synthesized.jsonl"))
-    assert (report["rows"], read_jsonl(out / "synthesized.jsonl")) == (0, [])
-    assert report["instances_rejected"] == {"no_instances": len(kept)}
-    assert len(read_jsonl(out / "rejected.jsonl")) == len(rejected) + len(kept) == report["rejected"]
+    europe, keyword, asia, review = [x for x, _ in SI_ITEMS]
+    assert [(r["request_idx"], r["instruction"]) for r in read_jsonl(out / "bootstrap" / "synthesized.jsonl")] == [
+        (0, europe), (0, review)]
+    assert [(r["request_idx"], r["instruction"], r["reason"]) for r in read_jsonl(out / "bootstrap" / "rejected.jsonl")] \
+        == [(0, keyword, "keyword:map"), (0, asia, "rouge_l_similar"), (1, europe, "rouge_l_similar"),
+            (1, keyword, "keyword:map"), (1, asia, "rouge_l_similar"), (1, review, "rouge_l_similar")]
+    assert report["bootstrap"] == {"requests": 2, "candidates": 8, "kept": 2, "complete": True,
+                                   "rejected": {"keyword:map": 2, "rouge_l_similar": 4},
+                                   "tokens": report["bootstrap"]["tokens"]}
+    assert [(r["instruction"], r["is_classification"]) for r in read_jsonl(out / "classify" / "synthesized.jsonl")] \
+        == [(europe, False), (review, True)]
+    rows = read_jsonl(out / "synthesized.jsonl")
+    assert [(r["id"], r["user"], r["assistant"], r["input"], r["is_classification"]) for r in rows] == [
+        ("self-instruct-0-0", europe, "The Danube, the Rhine and the Volga.", "", False),
+        ("self-instruct-1-0", f"{review}\n\nI loved it.", "Positive", "I loved it.", True),
+        ("self-instruct-1-1", f"{review}\n\nIt was dull.", "Negative", "It was dull.", True)]
+    assert (report["tasks"], report["classification_tasks"], report["tasks_with_instances"], report["rows"]) \
+        == (2, 1, 2, 3)
+    assert (report["instances_rejected"], report["rejected"], len(read_jsonl(out / "rejected.jsonl"))) == ({}, 6, 6)
     progress = (out / "bootstrap" / "progress.jsonl").read_text()
-    assert main(argv) == 2  # resume: every stage is done, nothing is generated again
+    assert main(argv) == 0  # resume: every stage is done, nothing is generated again
     assert (out / "bootstrap" / "progress.jsonl").read_text() == progress
-    assert json.loads((out / "report.json").read_text())["bootstrap"] == boot
+    assert read_jsonl(out / "synthesized.jsonl") == rows
+    assert json.loads((out / "report.json").read_text())["bootstrap"] == report["bootstrap"]
 
 
 # --------------------------------------------------------------------------- ada-instruct
@@ -276,30 +316,64 @@ def test_ada_instruct_embedding_filter_with_real_minilm(data_dir):
     assert best[0] > 0.95 and best[2] > 0.9 and best[1] < 0.8 and best[3] < 0.8
 
 
-def test_ada_instruct_end_to_end_with_teacher(eos_model, tmp_path, data_dir):
+# what the ada-instruct model is taught to write, each with the same probability, after the generator prompt,
+# with the decision its first sample must get (None: kept)
+ADA_SAMPLES = {
+    "Sam buys 4 pens at 2 dollars each. How much does he pay?": None,
+    ("Diane bought twenty more apples than Cecile. If Cecile bought 15 apples, how many apples did they "
+     "buy in all?"): "embedding_similar",  # a seed task's paraphrase
+    "Tom has 12 marbles.": "not_a_question",
+    "": "empty",
+}
+ADA_RESPONSE = "4 pens at 2 dollars is 8 dollars."
+
+
+@pytest.fixture(scope="module")
+def ada_instruct_model(tmp_path_factory, data_dir):
+    """A tiny model taught gsm8k's generator prompt (each of ADA_SAMPLES, equally likely) and, as the teacher,
+    to answer the kept instruction with ADA_RESPONSE."""
+    from genstruct_train.testing import build_tiny_mistral, teach_completions
+    from genstruct_train.tokenization import load_tokenizer
+
+    path = build_tiny_mistral(tmp_path_factory.mktemp("ada-instruct-model"))
+    _, template = ada_instruct.task_files("gsm8k")
+    bos = load_tokenizer(str(path)).bos_token
+    prompt = ada_instruct.generator_prompt(bos, template)
+    kept = next(x for x, reason in ADA_SAMPLES.items() if reason is None)
+    examples = [(prompt, x) for x in ADA_SAMPLES] + [(ada_instruct.teacher_prompt(bos, template, kept), ADA_RESPONSE)]
+    return teach_completions(path, examples, steps=150)
+
+
+def test_ada_instruct_end_to_end_with_teacher(ada_instruct_model, tmp_path, data_dir):
     out = tmp_path / "ada"
-    argv = ["synthesize", "--method", "ada-instruct", "--model", str(eos_model), "--ada-instruct-task", "csqa",
-            "--ada-instruct-num", "3", "--ada-instruct-samples-per-chunk", "6", "--ada-instruct-max-chunks", "2",
-            "--ada-instruct-teacher", str(eos_model), "--max-new-tokens", "12", "--output", str(out)]
-    assert main(argv) == 2  # the random teacher writes no response: no row, counted, then a failure
+    argv = ["synthesize", "--method", "ada-instruct", "--model", str(ada_instruct_model), "--ada-instruct-task",
+            "gsm8k", "--ada-instruct-num", "1", "--ada-instruct-samples-per-chunk", "24",
+            "--ada-instruct-max-chunks", "1", "--ada-instruct-teacher", str(ada_instruct_model),
+            "--temperature", "0.5", "--max-new-tokens", "48", "--seed", "0", "--output", str(out)]
+    assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     stage = report["instructions"]
     kept = read_jsonl(out / "instructions" / "synthesized.jsonl")
     rejected = read_jsonl(out / "instructions" / "rejected.jsonl")
-    assert stage["samples"] == 6 * stage["chunks"] == len(kept) + len(rejected)
-    assert stage["kept"] == len(kept) and sum(stage["rejected"].values()) == len(rejected)
-    assert kept  # the seeded random model keeps some: the similarity checks below run
-    # each kept instruction's cosine similarity to the seeds and the instructions kept before it, computed here
-    seeds, _ = ada_instruct.task_files("csqa")
-    emb = Embedder().encode(seeds + [k["instruction"] for k in kept])
-    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    for i, row in enumerate(kept):
-        best = float((emb[:len(seeds) + i] @ emb[len(seeds) + i]).max())
-        assert row["instruction"] and best < 0.8 and row["max_similarity"] == pytest.approx(best, abs=1e-3)
-    responses_rejected = report["responses_rejected"]
-    assert (report["rows"], read_jsonl(out / "synthesized.jsonl")) == (0, [])
-    assert responses_rejected == {"empty_response": len(kept)}
-    assert len(read_jsonl(out / "responses" / "rejected.jsonl")) == len(kept)
+    instruction = next(x for x, reason in ADA_SAMPLES.items() if reason is None)
+    assert [r["instruction"] for r in kept] == [instruction] and kept[0]["max_similarity"] < 0.8
+    counts = Counter(r["instruction"] for r in kept + rejected)
+    assert set(counts) == set(ADA_SAMPLES)  # only what it was taught, each at least once in 24 samples (seeded)
+    expected = Counter()
+    for x, first in ADA_SAMPLES.items():
+        if first in ("not_a_question", "empty"):  # rule rejections come before the duplicate check
+            expected[(x, first)] = counts[x]
+        else:  # the first sample is kept or rejected as similar, the later ones are exact duplicates of it
+            expected.update({(x, first or "kept"): 1, (x, "exact_duplicate"): counts[x] - 1})
+    decisions = Counter([(r["instruction"], r["reason"]) for r in rejected] + [(instruction, "kept")])
+    assert decisions == +expected
+    assert all(r["max_similarity"] >= 0.8 for r in rejected if r["reason"] == "embedding_similar")
+    assert (stage["chunks"], stage["samples"], stage["kept"], stage["complete"]) == (1, 24, 1, True)
+    assert stage["rejected"] == dict(Counter(r["reason"] for r in rejected)) and len(rejected) == 23
+    rows = read_jsonl(out / "synthesized.jsonl")
+    assert [(r["id"], r["user"], r["assistant"]) for r in rows] == [("ada-instruct-gsm8k-0", instruction, ADA_RESPONSE)]
+    assert (report["rows"], report["responses_rejected"], report["rejected"]) == (1, {}, 23)
+    assert len(read_jsonl(out / "rejected.jsonl")) == 23
 
 
 # --------------------------------------------------------------------------- rationalize
