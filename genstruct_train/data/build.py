@@ -80,19 +80,27 @@ def _check_format(name: str) -> str:
         raise GenstructError(str(e)) from None
 
 
+class _Skips:
+    """Skipped rows: counts per source and reason, and the first SKIP_EXAMPLES places of each reason."""
+
+    def __init__(self):
+        self.counts: dict[str, Counter] = defaultdict(Counter)
+        self.examples: dict[str, list] = defaultdict(list)
+
+    def __call__(self, source: str, reason: str, where: str) -> None:
+        self.counts[source][reason] += 1
+        if len(self.examples[reason]) < SKIP_EXAMPLES:
+            self.examples[reason].append(where)
+
+
 def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
     if mixture.format == "text":
         return build_text(mixture, output_dir, config_path)
     started = time.time()
     fmt = get_format(mixture.format)
-    skipped: dict[str, Counter] = defaultdict(Counter)
-    where_of: dict[str, list] = defaultdict(list)
+    skip = _Skips()
+    skipped, where_of = skip.counts, skip.examples
     read: Counter = Counter()
-
-    def skip(source: str, reason: str, where: str) -> None:
-        skipped[source][reason] += 1
-        if len(where_of[reason]) < SKIP_EXAMPLES:
-            where_of[reason].append(where)
 
     # 1-3: read, check, dedupe
     examples: list[dict] = []
@@ -340,14 +348,9 @@ def build_text(mixture: Mixture, output_dir, config_path: str | None = None) -> 
     seeded sample per source down to its share of the tokens (skip reason token_ratio), then the
     validation rows (drawn with the seed). report["sources"][name]["tokens"] = {read, target, written}."""
     started = time.time()
-    skipped: dict[str, Counter] = defaultdict(Counter)
-    where_of: dict[str, list] = defaultdict(list)
+    skip = _Skips()
+    skipped, where_of = skip.counts, skip.examples
     read: Counter = Counter()
-
-    def skip(source: str, reason: str, where: str) -> None:
-        skipped[source][reason] += 1
-        if len(where_of[reason]) < SKIP_EXAMPLES:
-            where_of[reason].append(where)
 
     by_source: dict[str, list[dict]] = {}
     seen_text: set[str] = set()
