@@ -109,7 +109,7 @@ def counted_matmul_params(model) -> int:
 
 # ---------------------------------------------------------------- model, tokenizer, data
 
-def build_model(cfg: dict, device: str, dtype):
+def build_model(cfg: dict, device: str, dtype, attn: str = "sdpa"):
     """Mistral-shaped model built on the meta device, then materialized on `device` and randomly initialised
     (transformers' own init: normal(0, 0.02) weights, unit norms, RoPE frequencies recomputed)."""
     import torch
@@ -117,7 +117,7 @@ def build_model(cfg: dict, device: str, dtype):
 
     config = MistralConfig(**cfg)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
     model.to_empty(device=device)
     model.init_weights()
     with torch.no_grad():  # EOS logit exactly 0: never the argmax of 32000 random logits, generation runs full length
@@ -264,7 +264,7 @@ def recipe_args(ctx: dict, out_dir: Path, data_file: Path, *, packing: bool, lig
         recipe.write_text(yaml.safe_dump(data), encoding="utf-8")
     s = ctx["sizes"]
     overrides = {
-        "dataset_path": str(data_file), "output_dir": str(out_dir), "attn_implementation": "sdpa",
+        "dataset_path": str(data_file), "output_dir": str(out_dir), "attn_implementation": ctx["attn"],
         "max_length": s["seq"], "packing": packing, "use_liger_kernel": liger,
         "per_device_train_batch_size": s["batch"], "gradient_accumulation_steps": 1, "max_steps": s["steps"],
         "warmup_steps": 0, "logging_steps": 1, "save_strategy": "no", "eval_strategy": "no", "merge": False,
@@ -311,7 +311,7 @@ def section_train(ctx: dict, *, packing: bool, liger: bool) -> dict:
     training_args, model_args = recipe_args(ctx, out_dir, data_file, packing=packing, liger=liger)
 
     t0 = time.perf_counter()
-    model = build_model(cfg, dev, ctx["dtype"])
+    model = build_model(cfg, dev, ctx["dtype"], ctx["attn"])
     sync(dev)
     build_s = time.perf_counter() - t0
     stamps: dict[int, float] = {}
@@ -531,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
                    "train_lora_packed, train_lora_packed_liger, generate_hf")
     p.add_argument("--steps", type=int, help="training steps per section (default: 10, dry run 3)")
     p.add_argument("--batch", type=int, help="per-device training batch (default: 4, the recipe's)")
+    p.add_argument("--attn-implementation", default="sdpa",
+                   help="attention of the training sections (default sdpa; e.g. flex_attention, flash_attention_2)")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep the saved generation checkpoint")
     p.add_argument("--fail-section", help=argparse.SUPPRESS)  # tests: this section raises, the others still run
     args = p.parse_args(argv)
@@ -578,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         if st.f_bavail * st.f_frsize > 2 * 2 * matmul_params(sizes["model"]):
             ckpt_tmp = shm
     ctx = {"device": "cpu" if args.dry_run else "cuda", "dry_run": args.dry_run, "sizes": sizes,
-           "dtype": torch.bfloat16, "tmp": str(tmp), "ckpt_tmp": str(ckpt_tmp),
+           "dtype": torch.bfloat16, "attn": args.attn_implementation, "tmp": str(tmp), "ckpt_tmp": str(ckpt_tmp),
            "keep_checkpoint": args.keep_checkpoint, "tokenizer": build_tokenizer()}
     try:
         for name in names:
