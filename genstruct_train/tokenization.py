@@ -76,9 +76,14 @@ def tokenizer_fingerprint(tokenizer, chat_template: bool = True) -> str:
     """sha256 of what decides the ids: the backend tokenizer (its JSON without padding/truncation settings; a
     slow tokenizer's vocabulary), the special tokens and their ids, and (chat_template) the chat template."""
     if tokenizer.is_fast:
-        backend = json.loads(tokenizer.backend_tokenizer.to_str())
-        backend.pop("padding", None)
-        backend.pop("truncation", None)
+        backend = tokenizer.backend_tokenizer
+        if backend.padding or backend.truncation:  # settings of a call, not of the ids
+            from tokenizers import Tokenizer
+
+            backend = Tokenizer.from_str(backend.to_str())
+            backend.no_padding()
+            backend.no_truncation()
+        backend = hashlib.sha256(backend.to_str().encode()).hexdigest()
     else:
         backend = sorted(tokenizer.get_vocab().items())
     key = {"backend": backend, "special_tokens": tokenizer.special_tokens_map,

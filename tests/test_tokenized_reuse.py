@@ -10,11 +10,11 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from train_utils import REPO
+from train_utils import REPO, TINY, run_sft
 
 from genstruct_train.data.build import build_from_source
 from genstruct_train.formats import get_format
-from genstruct_train.tokenization import MISTRAL, load_tokenizer
+from genstruct_train.tokenization import MISTRAL, load_tokenizer, tokenizer_fingerprint
 from genstruct_train.train.data import load_train_data, tokenize_file, write_tokenized
 
 MAX_LENGTH = 320  # ROPES examples are 90-900 tokens: this skips some
@@ -96,7 +96,7 @@ def test_a_mismatch_tokenizes_now_and_says_which_field(copy, mistral_tokenizer, 
     _assert_equal_to_fresh(data, copy, tok, fmt, max_length)
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "no_arrow"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "no_arrow", "truncated_arrow"])
 def test_a_missing_or_corrupt_store_tokenizes_now_with_one_line(copy, mistral_tokenizer, case):
     store, fmt = copy / "tokenized", get_format("genstruct")
     if case == "missing":
@@ -106,13 +106,28 @@ def test_a_missing_or_corrupt_store_tokenizes_now_with_one_line(copy, mistral_to
         (store / "manifest.json").write_text('{"fingerprint": ')
         why = (f"unreadable {store / 'manifest.json'} (JSONDecodeError: Expecting value: line 1 column 17 "
                "(char 16))")
-    else:
+    elif case == "no_arrow":
         shutil.rmtree(store / "train")
         why = f"cannot load {store / 'train'} (FileNotFoundError: "
+    else:
+        arrow = store / "train" / "data-00000-of-00001.arrow"
+        arrow.write_bytes(arrow.read_bytes()[:1000])
+        why = f"cannot load {store / 'train'} (OSError: "
     data = _load(copy, mistral_tokenizer, fmt)
     line = data.tokenized
     assert "\n" not in line and line.startswith(f"tokenized examples: train tokenized now ({store} not reused: {why}")
     _assert_equal_to_fresh(data, copy, mistral_tokenizer, fmt)
+
+
+def test_fingerprint_ignores_padding_settings_but_not_the_vocabulary():
+    tok = load_tokenizer(MISTRAL, format="genstruct")
+    before = tokenizer_fingerprint(tok)
+    tok.backend_tokenizer.enable_padding(pad_id=0)
+    tok.backend_tokenizer.enable_truncation(64)
+    assert tokenizer_fingerprint(tok) == before and tok.backend_tokenizer.padding  # the tokenizer kept them
+    assert tokenizer_fingerprint(tok, chat_template=False) != before
+    tok.add_tokens(["<passage>"])
+    assert tokenizer_fingerprint(tok) != before
 
 
 def cli(*args):
@@ -144,3 +159,25 @@ def test_cli_tokenize_reports_counts_and_plain_text_is_reused_under_any_format(t
     proc = cli("--source", "jsonl", "--path", DEMO / "passages.jsonl", "--output", out, "--max-length", 512)
     assert proc.returncode == 2 and proc.stderr.strip() == "genstruct-train: error: --max-length needs --tokenize and a value >= 1"
     assert (out / "tokenized" / "manifest.json").is_file()  # refused before touching the earlier build
+
+
+@pytest.mark.slow
+def test_sft_reuses_the_build_and_trains_the_same(built, tmp_path):
+    """recipes/sft.py on the tiny recipe, 3 steps: the log says reused, and the losses equal a run that
+    tokenizes the same build now."""
+    plain = shutil.copytree(built, tmp_path / "plain", ignore=shutil.ignore_patterns("tokenized"))
+    args = ["--config", TINY, "--max_steps", "3", "--per_device_train_batch_size", "4", "--max_length", str(MAX_LENGTH),
+            "--max_train_samples", "40", "--max_eval_samples", "4", "--logging_steps", "1", "--save_strategy", "no"]
+    runs = {}
+    for name, data in (("reused", built), ("plain", plain)):
+        proc = run_sft([*args, "--dataset_path", str(data), "--output_dir", str(tmp_path / name)])
+        runs[name] = json.loads((tmp_path / name / "train_report.json").read_text())
+        tokenized = data / "tokenized"
+        line = (f"tokenized examples: train reused from {tokenized}; validation reused from {tokenized}"
+                if name == "reused" else
+                f"tokenized examples: train tokenized now ({tokenized} not reused: no {tokenized / 'manifest.json'} "
+                "(`data build --tokenize` writes it)); validation tokenized now (")
+        assert line in proc.stdout
+    losses = {name: [h["loss"] for h in r["log_history"] if "loss" in h] for name, r in runs.items()}
+    assert len(losses["reused"]) == 3 and losses["reused"] == losses["plain"]
+    assert runs["reused"]["data"] == runs["plain"]["data"] and runs["reused"]["metrics"]["eval_loss"] == runs["plain"]["metrics"]["eval_loss"]

@@ -222,7 +222,7 @@ def reuse_tokenized(path: Path, tokenizer, fmt: Format, max_length: int | None, 
     try:
         dataset = load_from_disk(str(out / path.stem), keep_in_memory=True)  # in memory: no cache files in out
         row = dataset.data.column("row").to_numpy()
-    except Exception as e:  # a damaged copy of the build: tokenize instead
+    except (OSError, ValueError, KeyError) as e:  # a damaged copy of the build: tokenize instead
         return f"cannot load {out / path.stem} ({type(e).__name__}: {e})"
     if len(row) != built["counts"]["used"]:
         return f"{out / path.stem} has {len(row)} examples, its manifest {built['counts']['used']}"
