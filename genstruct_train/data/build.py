@@ -2,6 +2,7 @@
 
     genstruct-train data build --source ropes|squad|jsonl --path PATH [--format genstruct|synthesizer] --output DIR
     genstruct-train data build --config data/<mixture>.yaml --output DIR
+    ... [--tokenize [--max-length N]]
 
 Library API (both return the report dict that is also written to DIR/report.json):
 
@@ -33,6 +34,8 @@ Steps, in order; each drop is a counted skip reason:
      first pair in user/assistant, and its completion renders all pairs. read/written/skipped still
      count questions (pairs); report["sequences"] counts the rows: {train, validation, passages, pairs,
      pairs_per_sequence: {max, mean}, passages_split}.
+With --tokenize (CLI), DIR/tokenized/ also holds the examples tokenized as recipes/sft.py does, for it to reuse
+(genstruct_train.train.data.write_tokenized; report["tokenized"] is its manifest).
 A missing or null id becomes the row's place in its file; rebuilding into a directory removes its old
 train/validation files first; a build where every row is skipped writes report.json and is an error.
 """
