@@ -159,6 +159,8 @@ def test_cli_tokenize_reports_counts_and_plain_text_is_reused_under_any_format(t
     proc = cli("--source", "jsonl", "--path", DEMO / "passages.jsonl", "--output", out, "--max-length", 512)
     assert proc.returncode == 2 and proc.stderr.strip() == "genstruct-train: error: --max-length needs --tokenize and a value >= 1"
     assert (out / "tokenized" / "manifest.json").is_file()  # refused before touching the earlier build
+    assert cli("--source", "jsonl", "--path", DEMO / "passages.jsonl", "--output", out).returncode == 0
+    assert not (out / "tokenized").exists()  # a rebuild leaves no stale tokenized examples
 
 
 @pytest.mark.slow

@@ -228,14 +228,11 @@ def reuse_tokenized(path: Path, tokenizer, fmt: Format, max_length: int | None, 
         return f"{out / path.stem} has {len(row)} examples, its manifest {built['counts']['used']}"
     rows = built["counts"]["rows"] if limit is None else min(limit, built["counts"]["rows"])
     used = int(np.searchsorted(row, rows))  # the examples of the first `rows` rows
-    counts = {"rows": rows, "used": used, "skipped": {}, "tokens": 0}
-    if plain:
-        counts["plain_text"] = True
-    elif rows > used:
-        counts["skipped"]["longer_than_max_length"] = rows - used
+    skipped = {} if plain or rows == used else {"longer_than_max_length": rows - used}  # one example per row
     if not used:
-        raise GenstructError(f"{path}: no usable example ({rows} rows, skipped {counts['skipped']})")
-    counts["tokens"] = int(pc.list_value_length(dataset.data.column("input_ids")).to_numpy()[:used].sum())
+        raise GenstructError(f"{path}: no usable example ({rows} rows, skipped {skipped})")
+    tokens = int(pc.list_value_length(dataset.data.column("input_ids")).to_numpy()[:used].sum())
+    counts = {"rows": rows, "used": used, "skipped": skipped, "tokens": tokens, **({"plain_text": True} if plain else {})}
     return dataset.select(range(used)).remove_columns("row"), counts
 
 
