@@ -9,6 +9,8 @@ what `tokenizer.apply_chat_template(messages)` produces with the format's chat t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -68,6 +70,26 @@ def install_chat_template(tokenizer, format: str | Format) -> None:
             f"bos={tokenizer.bos_token!r} eos={tokenizer.eos_token!r}"
         )
     tokenizer.chat_template = fmt.chat_template
+
+
+def tokenizer_fingerprint(tokenizer, chat_template: bool = True) -> str:
+    """sha256 of what decides the ids: the backend tokenizer (its JSON without padding/truncation settings; a
+    slow tokenizer's vocabulary), the special tokens and their ids, and (chat_template) the chat template."""
+    if tokenizer.is_fast:
+        backend = tokenizer.backend_tokenizer
+        if backend.padding or backend.truncation:  # settings of a call, not of the ids
+            from tokenizers import Tokenizer
+
+            backend = Tokenizer.from_str(backend.to_str())
+            backend.no_padding()
+            backend.no_truncation()
+        backend = hashlib.sha256(backend.to_str().encode()).hexdigest()
+    else:
+        backend = sorted(tokenizer.get_vocab().items())
+    key = {"backend": backend, "special_tokens": tokenizer.special_tokens_map,
+           "ids": [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id],
+           "chat_template": tokenizer.chat_template if chat_template else None}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def prompt_text(tokenizer, fmt: Format, example: dict) -> str:

@@ -64,6 +64,7 @@ def main(argv: list[str]) -> None:
         data = load_train_data(args, training_args, tokenizer, fmt)
         if args.base_model_config:
             model_args.model_name_or_path = build_base_model(args, training_args)
+    logger.info(data.tokenized)
     logger.info(f"data from {data.source}: {data.counts}")
     if training_args.completion_only_loss is None:
         training_args.completion_only_loss = True  # a pre-tokenized set has no prompt column for TRL to detect

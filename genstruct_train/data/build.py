@@ -2,6 +2,7 @@
 
     genstruct-train data build --source ropes|squad|jsonl --path PATH [--format genstruct|synthesizer] --output DIR
     genstruct-train data build --config data/<mixture>.yaml --output DIR
+    ... [--tokenize [--max-length N]]
 
 Library API (both return the report dict that is also written to DIR/report.json):
 
@@ -33,6 +34,8 @@ Steps, in order; each drop is a counted skip reason:
      first pair in user/assistant, and its completion renders all pairs. read/written/skipped still
      count questions (pairs); report["sequences"] counts the rows: {train, validation, passages, pairs,
      pairs_per_sequence: {max, mean}, passages_split}.
+With --tokenize (CLI), DIR/tokenized/ also holds the examples tokenized as recipes/sft.py does, for it to reuse
+(genstruct_train.train.data.write_tokenized; report["tokenized"] is its manifest).
 A missing or null id becomes the row's place in its file; rebuilding into a directory removes its old
 train/validation files first; a build where every row is skipped writes report.json and is an error.
 """
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import time
 from collections import Counter, defaultdict
 from functools import lru_cache
@@ -163,9 +167,7 @@ def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
         examples.extend(rows)
 
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("train.jsonl", "validation.jsonl"):  # never leave a stale file of an earlier build
-        (output_dir / name).unlink(missing_ok=True)
+    _clear(output_dir)
 
     # 6: validation split by passage
     train, validation = _split(examples, mixture, rng) if examples else ([], [])
@@ -204,6 +206,14 @@ def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
         raise GenstructError(f"every row was skipped ({report['read']} read, skipped {report['skipped']}): "
                              f"nothing written; see {output_dir / 'report.json'}")
     return report
+
+
+def _clear(output_dir: Path) -> None:
+    """Never leave a stale file of an earlier build (train/validation rows, their tokenized examples)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("train.jsonl", "validation.jsonl"):
+        (output_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(output_dir / "tokenized", ignore_errors=True)
 
 
 def _check(ex: dict) -> str | None:
@@ -427,9 +437,7 @@ def build_text(mixture: Mixture, output_dir, config_path: str | None = None) -> 
 
     examples = [r for spec in mixture.sources for r in by_source[spec.name]]
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("train.jsonl", "validation.jsonl"):
-        (output_dir / name).unlink(missing_ok=True)
+    _clear(output_dir)
     validation: list[dict] = []
     if mixture.validation is not None and examples:
         want = mixture.validation.size or round(mixture.validation.fraction * len(examples))
@@ -477,12 +485,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="genstruct (default) | synthesizer | text (plain text, for --source text|instruction)")
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--max-tokens", type=int, help="skip examples longer than this many tokens")
-    parser.add_argument("--tokenizer", default="mistral-common", help="tokenizer for --max-tokens")
+    parser.add_argument("--tokenizer", default="mistral-common",
+                        help="tokenizer for --max-tokens and --tokenize (with --config: the mixture's `tokenizer`)")
+    parser.add_argument("--tokenize", action="store_true",
+                        help="also write DIR/tokenized/: the examples tokenized as recipes/sft.py does, which it reuses "
+                             "when its tokenizer, format and max_length match")
+    parser.add_argument("--max-length", type=int,
+                        help="with --tokenize: the recipe's max_length (longer examples are skipped, as in training)")
     parser.add_argument("--validation-fraction", type=float, help="hold out this fraction of passages")
     parser.add_argument("--seed", type=int, default=42)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max_length is not None and (not args.tokenize or args.max_length < 1):
+        raise GenstructError("--max-length needs --tokenize and a value >= 1")
     if (args.config is None) == (args.source is None):
         raise GenstructError("give either --config MIXTURE.yaml or --source with --path (or --hub)")
     if args.config:
@@ -497,7 +513,14 @@ def run(args: argparse.Namespace) -> int:
             opts["validation"] = {"fraction": args.validation_fraction}
         default = "text" if args.source in TEXT_SOURCES else "genstruct"
         report = build_from_source(args.source, args.path, args.output, format=args.format or default, **opts)
-    files = [name for name in ("train.jsonl", "validation.jsonl", "report.json") if (Path(args.output) / name).exists()]
+    if args.tokenize:
+        from ..train.data import write_tokenized
+
+        report["tokenized"] = write_tokenized(args.output, report["mixture"]["tokenizer"], report["format"],
+                                              args.max_length)
+        write_json(Path(args.output) / "report.json", report)
+    files = [name for name in ("train.jsonl", "validation.jsonl", "report.json", "tokenized")
+             if (Path(args.output) / name).exists()]
     print(f"read {report['read']}, wrote {report['written']} (train {report['train']}, validation "
           f"{report['validation']}), skipped {sum(report['skipped'].values())} {report['skipped']}")
     if report.get("sequences"):
@@ -508,5 +531,10 @@ def run(args: argparse.Namespace) -> int:
     for name, s in report["sources"].items():
         tokens = f", {s['tokens']['written']:,} tokens" if s.get("tokens") else ""
         print(f"  {name}: read {s['read']}, wrote {s['written']}{tokens}, skipped {s['skipped']}")
+    if args.tokenize:
+        tok = report["tokenized"]
+        print(f"  tokenized ({tok['tokenizer']}, max_length {tok['max_length']}): " + ", ".join(
+            f"{split} {c['counts']['used']} examples, {c['counts']['tokens']:,} tokens, skipped {c['counts']['skipped']}"
+            for split, c in tok["splits"].items()))
     print(f"-> {args.output}: {', '.join(files)}")
     return 0

@@ -5,6 +5,9 @@ Plain-text rows (`{id, source, text}`, no prompt/completion: continual pre-train
 with the loss on every token; a text longer than `max_length` is split into `max_length` pieces (the first
 starts with BOS, the last ends with EOS) instead of being dropped.
 
+`genstruct-train data build --tokenize` stores these examples in the build directory (`write_tokenized`);
+`load_train_data` reuses them when the tokenizer, format, max_length and the JSONL file are the run's.
+
 TRL's SFTTrainer sees the `input_ids` column and skips its own tokenization, so the prompt keeps the
 exact tokens the chat template produces at inference (no merged boundary piece, no TRL warning), and
 with `completion_only_loss` the loss covers exactly the completion and EOS. Examples longer than
@@ -13,15 +16,18 @@ with `completion_only_loss` the loss covers exactly the completion and EOS. Exam
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, GenstructError
 from ..formats import Format
-from ..io import file_sha256, iter_jsonl
+from ..io import file_sha256, iter_jsonl, write_json
 from ..tokenization import tokenize_examples
 
 TOKENIZE_BATCH = 1024
+TOKENIZED = "tokenized"  # in a `data build` directory: manifest.json, train/ and validation/ (datasets arrow)
 
 
 @dataclass
@@ -30,6 +36,7 @@ class TrainData:
     eval: object | None
     source: str  # what the data was built from, for the model card
     counts: dict = field(default_factory=dict)  # {split: {"rows": n, "used": n, "skipped": {reason: n}, "tokens": n}}
+    tokenized: str = ""  # one log line: reused from `data build --tokenize`, or tokenized now and why
 
 
 def data_files(args, output_dir: str | Path) -> tuple[Path, Path | None, str]:
@@ -59,9 +66,10 @@ def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def tokenize_file(path: Path, tokenizer, fmt: Format, max_length: int | None, limit: int | None = None):
+def tokenize_file(path: Path, tokenizer, fmt: Format, max_length: int | None, limit: int | None = None,
+                  row_index: bool = False):
     """Tokenize a JSONL file of rows -> (datasets.Dataset, counts). A row missing a field the format
-    needs raises naming file, line and field."""
+    needs raises naming file, line and field. row_index: a column `row`, each example's row in the file."""
     from datasets import Dataset
 
     rows, plain = [], None
@@ -75,21 +83,23 @@ def tokenize_file(path: Path, tokenizer, fmt: Format, max_length: int | None, li
         else:
             _check_renders(row, fmt, path, line_no)
         rows.append(row)
-    columns = {"input_ids": [], "completion_mask": []}
+    columns = {"input_ids": [], "completion_mask": [], **({"row": []} if row_index else {})}
     counts = {"rows": len(rows), "used": 0, "skipped": {}, "tokens": 0}
     if plain:
         counts["plain_text"] = True
     for start in range(0, len(rows), TOKENIZE_BATCH):
         batch = rows[start:start + TOKENIZE_BATCH]
-        examples = tokenize_texts(tokenizer, batch, max_length) if plain else tokenize_examples(tokenizer, fmt, batch)
-        for ex in examples:
-            if max_length is not None and len(ex["input_ids"]) > max_length:
-                counts["skipped"]["longer_than_max_length"] = counts["skipped"].get("longer_than_max_length", 0) + 1
-                continue
-            counts["used"] += 1
-            counts["tokens"] += len(ex["input_ids"])
-            for k, column in columns.items():
-                column.append(ex[k])
+        per_row = (tokenize_texts(tokenizer, batch, max_length) if plain
+                   else [[ex] for ex in tokenize_examples(tokenizer, fmt, batch)])
+        for row, examples in enumerate(per_row, start):
+            for ex in examples:
+                if max_length is not None and len(ex["input_ids"]) > max_length:
+                    counts["skipped"]["longer_than_max_length"] = counts["skipped"].get("longer_than_max_length", 0) + 1
+                    continue
+                counts["used"] += 1
+                counts["tokens"] += len(ex["input_ids"])
+                for k, column in columns.items():
+                    column.append(row if k == "row" else ex[k])
     if not counts["used"]:
         raise GenstructError(f"{path}: no usable example ({counts['rows']} rows, skipped {counts['skipped']})")
     return Dataset.from_dict(columns), counts
@@ -142,26 +152,111 @@ def _check_renders(row: dict, fmt: Format, path, line_no) -> None:
             _check_string(row, key, path, line_no)
 
 
-def tokenize_texts(tokenizer, rows: list[dict], max_length: int | None = None) -> list[dict]:
-    """Plain-text rows -> {input_ids, completion_mask}: BOS + text + EOS, the loss on every token, split into
-    pieces of at most max_length tokens."""
+def tokenize_texts(tokenizer, rows: list[dict], max_length: int | None = None) -> list[list[dict]]:
+    """Plain-text rows -> per row, its pieces {input_ids, completion_mask}: BOS + text + EOS, the loss on every
+    token, split into pieces of at most max_length tokens."""
     out = []
     for ids in tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"]:
         ids = [tokenizer.bos_token_id, *ids, tokenizer.eos_token_id]
         step = max_length or len(ids)
-        for start in range(0, len(ids), step):
-            piece = ids[start:start + step]
-            if len(piece) > 1:  # a lone token has nothing to predict
-                out.append({"input_ids": piece, "completion_mask": [1] * len(piece)})
+        pieces = [ids[start:start + step] for start in range(0, len(ids), step)]
+        out.append([{"input_ids": p, "completion_mask": [1] * len(p)}
+                    for p in pieces if len(p) > 1])  # a lone token has nothing to predict
     return out
 
 
+def write_tokenized(build_dir, tokenizer_name: str, format: str, max_length: int | None) -> dict:
+    """`data build --tokenize`: the build's train.jsonl (+ validation.jsonl) tokenized exactly as training
+    does (`tokenize_file`, with each example's row) into build_dir/tokenized/<split> (arrow), and
+    tokenized/manifest.json, what `reuse_tokenized` checks. Returns the manifest."""
+    from ..formats import get_format
+    from ..tokenization import load_tokenizer, tokenizer_fingerprint
+
+    out = Path(build_dir) / TOKENIZED
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    plain = format == "text"  # plain-text rows: the format (and its chat template) decides no id
+    fmt = None if plain else get_format(format)
+    tokenizer = load_tokenizer(tokenizer_name, format=fmt)
+    manifest = {"tokenizer": tokenizer_name, "fingerprint": tokenizer_fingerprint(tokenizer, chat_template=not plain),
+                "format": format, "max_length": max_length, "splits": {}}
+    for split in ("train", "validation"):
+        path = Path(build_dir) / f"{split}.jsonl"
+        if path.is_file():
+            dataset, counts = tokenize_file(path, tokenizer, fmt, max_length, row_index=True)
+            dataset.save_to_disk(str(out / split))
+            manifest["splits"][split] = {"sha256": file_sha256(path), "counts": counts}
+    write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def reuse_tokenized(path: Path, tokenizer, fmt: Format, max_length: int | None, limit: int | None = None):
+    """The examples `data build --tokenize` wrote for the JSONL `path` (from the first `limit` rows), as
+    (datasets.Dataset, counts) equal to `tokenize_file`'s, when its manifest matches this run (tokenizer
+    fingerprint, format, max_length, the file's sha256); otherwise a one-line reason (str)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    from datasets import load_from_disk
+
+    from ..tokenization import tokenizer_fingerprint
+
+    out = path.parent / TOKENIZED
+    if not (out / "manifest.json").is_file():
+        return f"no {out / 'manifest.json'} (`data build --tokenize` writes it)"
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        built = manifest["splits"].get(path.stem)
+        plain = manifest["format"] == "text"
+        got = {"tokenizer fingerprint": manifest["fingerprint"], "format": manifest["format"],
+               "max_length": manifest["max_length"], f"{path.name} sha256": built and built["sha256"]}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"unreadable {out / 'manifest.json'} ({type(e).__name__}: {e})"
+    if built is None:
+        return f"{out / 'manifest.json'} has no split {path.stem!r}"
+    want = {"tokenizer fingerprint": tokenizer_fingerprint(tokenizer, chat_template=not plain),
+            "format": "text" if plain else fmt.name, "max_length": max_length,
+            f"{path.name} sha256": file_sha256(path)}
+    differ = [f"{k} (built {_short(got[k])}, this run {_short(v)})" for k, v in want.items() if got[k] != v]
+    if differ:
+        return "differs: " + ", ".join(differ)
+    try:
+        dataset = load_from_disk(str(out / path.stem), keep_in_memory=True)  # in memory: no cache files in out
+        row = dataset.data.column("row").to_numpy()
+    except (OSError, ValueError, KeyError) as e:  # a damaged copy of the build: tokenize instead
+        return f"cannot load {out / path.stem} ({type(e).__name__}: {e})"
+    if len(row) != built["counts"]["used"]:
+        return f"{out / path.stem} has {len(row)} examples, its manifest {built['counts']['used']}"
+    rows = built["counts"]["rows"] if limit is None else min(limit, built["counts"]["rows"])
+    used = int(np.searchsorted(row, rows))  # the examples of the first `rows` rows
+    skipped = {} if plain or rows == used else {"longer_than_max_length": rows - used}  # one example per row
+    if not used:
+        raise GenstructError(f"{path}: no usable example ({rows} rows, skipped {skipped})")
+    tokens = int(pc.list_value_length(dataset.data.column("input_ids")).to_numpy()[:used].sum())
+    counts = {"rows": rows, "used": used, "skipped": skipped, "tokens": tokens, **({"plain_text": True} if plain else {})}
+    return dataset.select(range(used)).remove_columns("row"), counts
+
+
+def _short(value):
+    return repr(value[:12]) if isinstance(value, str) and len(value) == 64 else repr(value)
+
+
 def load_train_data(args, training_args, tokenizer, fmt: Format) -> TrainData:
+    """The train (+ validation) examples: `data build --tokenize`'s when they match this run, else tokenized
+    now; TrainData.tokenized says which (and why)."""
     train_path, eval_path, source = data_files(args, training_args.output_dir)
-    max_length = training_args.max_length
-    train, counts = tokenize_file(train_path, tokenizer, fmt, max_length, args.max_train_samples)
-    data = TrainData(train=train, eval=None, source=source, counts={"train": counts})
-    if eval_path is not None:
-        data.eval, data.counts["validation"] = tokenize_file(eval_path, tokenizer, fmt, max_length,
-                                                             args.max_eval_samples)
+    data = TrainData(train=None, eval=None, source=source)
+    notes = []
+    for split, path, limit in (("train", train_path, args.max_train_samples),
+                               ("validation", eval_path, args.max_eval_samples)):
+        if path is None:
+            continue
+        reused = reuse_tokenized(path, tokenizer, fmt, training_args.max_length, limit)
+        if isinstance(reused, str):
+            notes.append(f"{split} tokenized now ({path.parent / TOKENIZED} not reused: {reused})")
+            reused = tokenize_file(path, tokenizer, fmt, training_args.max_length, limit)
+        else:
+            notes.append(f"{split} reused from {path.parent / TOKENIZED}")
+        dataset, data.counts[split] = reused
+        setattr(data, "train" if split == "train" else "eval", dataset)
+    data.tokenized = "tokenized examples: " + "; ".join(notes)
     return data
