@@ -33,7 +33,8 @@ from genstruct_train.testing import build_tiny_mistral
 from genstruct_train.tokenization import prompt_text
 
 NAIVE = "naive loop (generate per prompt)"
-HF = "hf backend (batched)"
+HF = "hf backend (batched, own decode loop)"
+HF_BEFORE = "hf backend before (batched model.generate)"
 VLLM = "vllm backend"
 CONTINUOUS = "transformers generate_batch (continuous)"
 
@@ -45,6 +46,24 @@ def naive(model, encoded, max_new_tokens):
             seq = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                                  max_new_tokens=max_new_tokens, do_sample=False)
         out.append(seq[0, len(ids):].tolist())
+    return out
+
+
+def hf_before(gen, encoded, max_new_tokens):
+    """The hf backend before its own decode loop: the same length-bucketed, left-padded batches, each
+    through one `model.generate` call."""
+    from transformers import GenerationConfig
+
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(gen.eos_ids),
+                           pad_token_id=gen.pad_id)
+    out = [None] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    for batch in gen._batches(order, [len(e) for e in encoded], max_new_tokens):
+        ids, mask = gen._pad([encoded[i] for i in batch], left=True)
+        with torch.inference_mode():
+            seqs = gen.model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+        for i, row in zip(batch, seqs[:, ids.shape[1]:].tolist()):
+            out[i] = row
     return out
 
 
@@ -114,6 +133,7 @@ def main() -> None:
         sampling = SamplingParams(max_new_tokens=args.max_new_tokens)
         methods = {
             NAIVE: lambda: [until_eos(ids, eos) for ids in naive(gen.model, encoded, args.max_new_tokens)],
+            HF_BEFORE: lambda: [until_eos(ids, eos) for ids in hf_before(gen, encoded, args.max_new_tokens)],
             HF: lambda: [c[0].token_ids for c in gen.generate(prompts, sampling, progress=False)],
         }
         if args.continuous:

@@ -25,7 +25,8 @@ from .base import Completion, Generator, SamplingParams, finish, resolve_model
 
 class HFGenerator(Generator):
     def __init__(self, model: str, adapter: str | None = None, *, batch_size: int = 32,
-                 max_batch_tokens: int = 65536, bucket_ratio: float = 0.5, dtype: str = "auto", device: str | None = None, tokenizer=None):
+                 max_batch_tokens: int = 65536, bucket_ratio: float = 0.5, dtype: str = "auto", device: str | None = None,
+                 tokenizer=None, bf16_head: bool = False):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -63,19 +64,25 @@ class HFGenerator(Generator):
         pad = self.model.generation_config.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                                                    else min(self.eos_ids))
+        self.bf16_head = self._bf16_head() if bf16_head else None
 
-    def _generation_config(self, sampling: SamplingParams):
-        from transformers import GenerationConfig
+    def _bf16_head(self):
+        """(decoder, fp32 head weight, its bf16 copy, largest row norm) for greedy decoding with a bf16 LM
+        head; refused where the logits are not a plain fp32 linear map of the decoder's output."""
+        import torch
 
-        sample = {} if sampling.greedy else {
-            "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
-        return GenerationConfig(
-            max_new_tokens=sampling.max_new_tokens, do_sample=not sampling.greedy, **sample,
-            num_return_sequences=sampling.n,
-            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
-            bos_token_id=self.tokenizer.bos_token_id,
-            stop_strings=list(sampling.stop) or None,
-        )
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        decoder, head = base.get_decoder(), base.get_output_embeddings()
+        plain = type(head) is torch.nn.Linear and head.bias is None and head.weight.dtype == torch.float32
+        if plain:
+            ids = torch.tensor([[self.tokenizer.bos_token_id or 0, 1]], device=self.device)
+            with torch.inference_mode():
+                plain = torch.equal(self.model(input_ids=ids).logits, head(decoder(input_ids=ids).last_hidden_state))
+        if not plain:
+            raise GenstructError(f"--bf16-head: {self.model_name}'s logits are not an fp32, bias-free linear map "
+                                 "of its last hidden state")
+        w = head.weight.detach()
+        return decoder, w, w.to(torch.bfloat16), w.norm(dim=-1).max()
 
     def _pad(self, seqs: list[list[int]], left: bool):
         import torch
@@ -96,7 +103,6 @@ class HFGenerator(Generator):
 
         encoded = [self.encode_prompt(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        gen_cfg = self._generation_config(sampling)
         results: list[list[Completion]] = [[] for _ in prompts]
         tokens, start = 0, time.perf_counter()
         bar = tqdm(total=len(prompts), unit="prompt", desc="generate", disable=not progress)
@@ -104,7 +110,7 @@ class HFGenerator(Generator):
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
             for batch in self._batches(order, [len(e) for e in encoded], sampling.max_new_tokens, sampling.n):
-                tokens += self._generate_batch([encoded[i] for i in batch], batch, gen_cfg, sampling, results)
+                tokens += self._generate_batch([encoded[i] for i in batch], batch, sampling, results)
                 bar.update(len(batch))
                 bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.1f}")
         bar.close()
@@ -125,19 +131,92 @@ class HFGenerator(Generator):
             yield order[b:end]
             b = end
 
-    def _generate_batch(self, prompts_ids, indices, gen_cfg, sampling, results) -> int:
-        import torch
-
+    def _generate_batch(self, prompts_ids, indices, sampling, results) -> int:
         input_ids, mask = self._pad(prompts_ids, left=True)
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=gen_cfg,
-                                      tokenizer=self.tokenizer if sampling.stop else None)
+        out = self._decode(input_ids.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0), sampling)
         tokens = 0
-        for row, ids in enumerate(out[:, input_ids.shape[1]:].tolist()):
+        for row, ids in enumerate(out.tolist()):
             completion = finish(self.tokenizer, ids, self.eos_ids, sampling)
             results[indices[row // sampling.n]].append(completion)
             tokens += completion.num_tokens
         return tokens
+
+    def _decode(self, ids, mask, sampling):
+        """Generated ids [rows, steps] of left-padded prompts, pad_id after a row's EOS or stop string:
+        one forward pass per step over the KV cache; a row that ends leaves the batch (and its cache)."""
+        import torch
+        from transformers import DynamicCache, StopStringCriteria
+
+        out = torch.full((ids.shape[0], sampling.max_new_tokens), self.pad_id, device=self.device)
+        rows = torch.arange(ids.shape[0], device=self.device)  # batch row -> out row
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        stop = StopStringCriteria(self.tokenizer, sampling.stop) if sampling.stop else None
+        pick = self._greedy if sampling.greedy else self._sampler(sampling)
+        eos = torch.tensor(sorted(self.eos_ids), device=self.device)
+        step = 0
+        with torch.inference_mode():
+            while True:
+                inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "cache": cache,
+                          "use_cache": True}
+                nxt = pick(inputs)
+                out[rows, step] = nxt
+                step += 1
+                if step == sampling.max_new_tokens:
+                    break
+                ended = torch.isin(nxt, eos)
+                if stop is not None:
+                    ended |= stop(out[rows, :step], None)
+                if ended.any():
+                    keep = (~ended).nonzero().squeeze(1)
+                    if len(keep) == 0:
+                        break
+                    rows, nxt, mask, pos = rows[keep], nxt[keep], mask[keep], pos[keep]
+                    cache.batch_select_indices(keep)
+                ids, pos = nxt[:, None], pos[:, -1:] + 1
+                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        return out[:, :step]
+
+    def _greedy(self, inputs):
+        """argmax of the last position's logits (lowest id on ties, as torch.argmax). With the bf16 head:
+        bf16 logits (fp32 accumulation, rounded to bf16), then every id within the bf16 error bound of
+        the row's best is rescored in fp32, so the pick is the fp32 argmax."""
+        import torch
+
+        if self.bf16_head is None:
+            return fast_argmax(self.model(**inputs, logits_to_keep=1).logits[:, -1])
+        decoder, w, w_bf16, w_norm = self.bf16_head
+        h = decoder(**inputs).last_hidden_state[:, -1]
+        approx = blocks(torch.nn.functional.linear(h.to(torch.bfloat16), w_bf16))
+        block_max = approx.amax(-1).float()
+        top = block_max.amax(-1, keepdim=True)
+        # |bf16 logit - fp32 logit| <= 2u |h| |w| + u |logit| (u = 2^-8): margin = twice two ids' bounds
+        bar = top - 2 ** -5 * h.norm(dim=-1, keepdim=True) * w_norm - 2 ** -6 * top.abs()
+        row, block = (block_max >= bar).nonzero(as_tuple=True)
+        pair, offset = (approx[row, block] >= bar[row]).nonzero(as_tuple=True)
+        row, col = row[pair], block[pair] * approx.shape[-1] + offset  # col ascending within a row
+        exact = (w[col] * h[row]).sum(-1)
+        best = exact.new_full((len(h),), float("-inf")).scatter_reduce(0, row, exact, "amax")
+        col = torch.where(exact == best[row], col, w.shape[0])
+        return col.new_full((len(h),), w.shape[0]).scatter_reduce(0, row, col, "amin")
+
+    def _sampler(self, sampling):
+        """A step function drawing from the last position's logits through the warpers `generate` applies
+        (temperature, top-k, top-p, in that order) with torch.multinomial."""
+        import torch
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        warpers = LogitsProcessorList(
+            ([TemperatureLogitsWarper(sampling.temperature)] if sampling.temperature != 1.0 else [])
+            + ([TopKLogitsWarper(sampling.top_k)] if sampling.top_k else [])
+            + ([TopPLogitsWarper(sampling.top_p)] if sampling.top_p < 1.0 else []))
+
+        def pick(inputs):
+            logits = self.model(**inputs, logits_to_keep=1).logits[:, -1].float()
+            probs = torch.softmax(warpers(inputs["input_ids"], logits), dim=-1)
+            return torch.multinomial(probs, num_samples=1).squeeze(1)
+
+        return pick
 
     def loglikelihood(self, requests: list[tuple[str, str]], progress: bool = True) -> list[float]:
         import torch
@@ -196,3 +275,22 @@ class HFGenerator(Generator):
 
     def close(self) -> None:
         self.model = None
+
+
+def blocks(x, chunk: int = 128):
+    """A 2-D tensor as [rows, blocks, chunk], the last block padded with -inf."""
+    import torch.nn.functional as F
+
+    if x.shape[-1] % chunk:
+        x = F.pad(x, (0, -x.shape[-1] % chunk), value=float("-inf"))
+    return x.view(x.shape[0], -1, chunk)
+
+
+def fast_argmax(x):
+    """x.argmax(-1) of a 2-D tensor, first index on ties: the max of each block (amax is ~10x faster than
+    argmax over a 32k vocabulary on CPU), then argmax within the first block holding the row's max."""
+    import torch
+
+    x = blocks(x)
+    best = x.amax(-1).argmax(-1)
+    return best * x.shape[-1] + x[torch.arange(x.shape[0], device=x.device), best].argmax(-1)
