@@ -230,3 +230,17 @@ def test_bf16_head_refused_when_logits_are_not_the_plain_head(tiny_model_dir, tm
     lora.save_pretrained(tmp_path / "adapter")
     with pytest.raises(GenstructError, match="--bf16-head: .* not an fp32, bias-free linear map"):
         load_generator(str(tiny_model_dir), adapter=str(tmp_path / "adapter"), bf16_head=True)
+
+
+def test_bf16_head_option():
+    import argparse
+
+    from genstruct_train.generation import add_arguments, backend_options
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert backend_options(parser.parse_args(["--model", "m"])) == {"batch_size": 32}
+    assert backend_options(parser.parse_args(["--model", "m", "--bf16-head"])) == {"batch_size": 32,
+                                                                                   "bf16_head": True}
+    with pytest.raises(GenstructError, match="^--bf16-head is an hf backend option, not openai's$"):
+        backend_options(parser.parse_args(["--model", "m", "--bf16-head", "--backend", "openai"]))

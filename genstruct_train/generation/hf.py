@@ -133,60 +133,63 @@ class HFGenerator(Generator):
 
     def _generate_batch(self, prompts_ids, indices, sampling, results) -> int:
         input_ids, mask = self._pad(prompts_ids, left=True)
-        out = self._decode(input_ids.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0), sampling)
         tokens = 0
-        for row, ids in enumerate(out.tolist()):
+        for row, ids in enumerate(self._decode(input_ids, mask, sampling).tolist()):
             completion = finish(self.tokenizer, ids, self.eos_ids, sampling)
             results[indices[row // sampling.n]].append(completion)
             tokens += completion.num_tokens
         return tokens
 
     def _decode(self, ids, mask, sampling):
-        """Generated ids [rows, steps] of left-padded prompts, pad_id after a row's EOS or stop string:
-        one forward pass per step over the KV cache; a row that ends leaves the batch (and its cache)."""
+        """Generated ids [prompts x n, steps] of left-padded prompts, pad_id after a row's EOS or stop
+        string: one prefill per prompt (its n samples share it), then one forward pass per step over the
+        KV cache; a row that ends leaves the batch (and the cache)."""
         import torch
         from transformers import DynamicCache, StopStringCriteria
 
-        out = torch.full((ids.shape[0], sampling.max_new_tokens), self.pad_id, device=self.device)
-        rows = torch.arange(ids.shape[0], device=self.device)  # batch row -> out row
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
+        hidden = self.bf16_head is not None and sampling.greedy  # the bf16 head picks from hidden states
+        pick = self._bf16_argmax if hidden else fast_argmax if sampling.greedy else self._sampler(sampling)
         stop = StopStringCriteria(self.tokenizer, sampling.stop) if sampling.stop else None
-        pick = self._greedy if sampling.greedy else self._sampler(sampling)
         eos = torch.tensor(sorted(self.eos_ids), device=self.device)
-        step = 0
+        cache = DynamicCache(config=self.model.config)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            while True:
-                inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "cache": cache,
-                          "use_cache": True}
-                nxt = pick(inputs)
+            x = self._last(hidden, input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache)
+            if sampling.n > 1:
+                x, mask, pos = (t.repeat_interleave(sampling.n, 0) for t in (x, mask, pos))
+                cache.batch_repeat_interleave(sampling.n)
+            out = torch.full((len(x), sampling.max_new_tokens), self.pad_id, device=self.device)
+            rows = torch.arange(len(x), device=self.device)  # batch row -> out row
+            for step in range(sampling.max_new_tokens):
+                nxt = pick(x)
                 out[rows, step] = nxt
-                step += 1
-                if step == sampling.max_new_tokens:
-                    break
                 ended = torch.isin(nxt, eos)
                 if stop is not None:
-                    ended |= stop(out[rows, :step], None)
+                    ended |= stop(out[rows, :step + 1], None)
+                if step + 1 == sampling.max_new_tokens or ended.all():
+                    break
                 if ended.any():
                     keep = (~ended).nonzero().squeeze(1)
-                    if len(keep) == 0:
-                        break
                     rows, nxt, mask, pos = rows[keep], nxt[keep], mask[keep], pos[keep]
                     cache.batch_select_indices(keep)
-                ids, pos = nxt[:, None], pos[:, -1:] + 1
+                pos = pos[:, -1:] + 1
                 mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-        return out[:, :step]
+                x = self._last(hidden, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache)
+        return out[:, :step + 1]
 
-    def _greedy(self, inputs):
-        """argmax of the last position's logits (lowest id on ties, as torch.argmax). With the bf16 head:
-        bf16 logits (fp32 accumulation, rounded to bf16), then every id within the bf16 error bound of
-        the row's best is rescored in fp32, so the pick is the fp32 argmax."""
+    def _last(self, hidden: bool, **inputs):
+        """The last position's logits, or (hidden=True) its last hidden state, updating inputs' cache."""
+        if hidden:
+            return self.bf16_head[0](**inputs, use_cache=True).last_hidden_state[:, -1]
+        return self.model(**inputs, use_cache=True, logits_to_keep=1).logits[:, -1]
+
+    def _bf16_argmax(self, h):
+        """fp32 argmax of the logits of hidden states h (lowest id on ties): bf16 logits (fp32
+        accumulation, rounded to bf16), then every id within the bf16 error bound of the row's best is
+        rescored in fp32."""
         import torch
 
-        if self.bf16_head is None:
-            return fast_argmax(self.model(**inputs, logits_to_keep=1).logits[:, -1])
-        decoder, w, w_bf16, w_norm = self.bf16_head
-        h = decoder(**inputs).last_hidden_state[:, -1]
+        _, w, w_bf16, w_norm = self.bf16_head
         approx = blocks(torch.nn.functional.linear(h.to(torch.bfloat16), w_bf16))
         block_max = approx.amax(-1).float()
         top = block_max.amax(-1, keepdim=True)
@@ -201,8 +204,8 @@ class HFGenerator(Generator):
         return col.new_full((len(h),), w.shape[0]).scatter_reduce(0, row, col, "amin")
 
     def _sampler(self, sampling):
-        """A step function drawing from the last position's logits through the warpers `generate` applies
-        (temperature, top-k, top-p, in that order) with torch.multinomial."""
+        """Draws from logits through the warpers `generate` applies (temperature, top-k, top-p, in that
+        order) with torch.multinomial."""
         import torch
         from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -210,13 +213,7 @@ class HFGenerator(Generator):
             ([TemperatureLogitsWarper(sampling.temperature)] if sampling.temperature != 1.0 else [])
             + ([TopKLogitsWarper(sampling.top_k)] if sampling.top_k else [])
             + ([TopPLogitsWarper(sampling.top_p)] if sampling.top_p < 1.0 else []))
-
-        def pick(inputs):
-            logits = self.model(**inputs, logits_to_keep=1).logits[:, -1].float()
-            probs = torch.softmax(warpers(inputs["input_ids"], logits), dim=-1)
-            return torch.multinomial(probs, num_samples=1).squeeze(1)
-
-        return pick
+        return lambda logits: torch.multinomial(torch.softmax(warpers(None, logits.float()), dim=-1), 1).squeeze(1)
 
     def loglikelihood(self, requests: list[tuple[str, str]], progress: bool = True) -> list[float]:
         import torch
