@@ -1,19 +1,21 @@
-"""`hf` backend: transformers `generate`, batched with left padding.
+"""`hf` backend: transformers models, batched with left padding, decoded by its own KV-cache loop.
 
 Prompts are sorted by token length (longest first) and cut into batches of at most `batch_size`
 sequences and `max_batch_tokens` padded tokens, each batch holding prompts no shorter than
-`bucket_ratio` x its longest (`n` samples of a prompt share its batch through
-`num_return_sequences`): little padding, and long prompts come in smaller batches. Results come
-back in the caller's order. Generation uses
-the KV cache; a sequence that emits EOS (from the checkpoint's generation_config) or a stop string
-stops being extended (transformers' StopStringCriteria, per sequence), and the text is then cut
-exactly before the first stop string (base.finish).
+`bucket_ratio` x its longest: little padding, and long prompts come in smaller batches. Results come
+back in the caller's order. Each batch is prefilled once (the `n` samples of a prompt share its
+prefill), then decoded one forward pass per step over a DynamicCache: greedy is an argmax (no softmax
+or logits processors), sampling applies `generate`'s temperature/top-k/top-p warpers and
+torch.multinomial; a row that emits EOS (from the checkpoint's generation_config) or completes a stop
+string (transformers' StopStringCriteria, on ids) leaves the batch and its cache, and the text is then
+cut exactly before the first stop string (base.finish). Greedy ids equal `model.generate`'s.
+`bf16_head=True` (greedy only): the LM head in bf16, ids within the bf16 error bound of the best
+rescored in fp32, so the ids stay the fp32 ones.
 
-Padded batching vs transformers 5's continuous batching (`model.generate_batch`, paged attention):
-measured with bench/generation_throughput.py --continuous (tiny Mistral, 64 wiki prompts, 64 new
-tokens, 1 torch thread, 2-core CPU): this backend 3,783 tok/s, generate_batch 516 tok/s, a naive
-per-prompt loop 1,051 tok/s (same tokens from all three). Padded, length-bucketed batching is the
-faster one on CPU, so it is what this backend uses."""
+Measured with bench/generation_throughput.py (BENCHMARKS.md): this loop vs the batched
+`model.generate` it replaced, and vs transformers 5's continuous batching (`generate_batch`, slower
+than padded batching on CPU). A StaticCache (`cache_implementation="static"`) gained nothing
+measurable on CPU and cannot drop finished rows, so the cache is dynamic."""
 
 from __future__ import annotations
 
@@ -207,7 +209,12 @@ class HFGenerator(Generator):
         """Draws from logits through the warpers `generate` applies (temperature, top-k, top-p, in that
         order) with torch.multinomial."""
         import torch
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
 
         warpers = LogitsProcessorList(
             ([TemperatureLogitsWarper(sampling.temperature)] if sampling.temperature != 1.0 else [])
