@@ -147,16 +147,15 @@ class HFGenerator(Generator):
         string: one prefill per prompt (its n samples share it), then one forward pass per step over the
         KV cache; a row that ends leaves the batch (and the cache)."""
         import torch
-        from transformers import DynamicCache, StopStringCriteria
+        from transformers import StopStringCriteria
 
         hidden = self.bf16_head is not None and sampling.greedy  # the bf16 head picks from hidden states
         pick = self._bf16_argmax if hidden else fast_argmax if sampling.greedy else self._sampler(sampling)
         stop = StopStringCriteria(self.tokenizer, sampling.stop) if sampling.stop else None
         eos = torch.tensor(sorted(self.eos_ids), device=self.device)
-        cache = DynamicCache(config=self.model.config)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            x = self._last(hidden, input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache)
+            x, cache = self._prefill(hidden, ids, mask, pos)
             if sampling.n > 1:
                 x, mask, pos = (t.repeat_interleave(sampling.n, 0) for t in (x, mask, pos))
                 cache.batch_repeat_interleave(sampling.n)
@@ -178,6 +177,36 @@ class HFGenerator(Generator):
                 mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
                 x = self._last(hidden, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache)
         return out[:, :step + 1]
+
+    def _prefill(self, hidden: bool, ids, mask, pos, tight: float = 0.9):
+        """`_last` of left-padded prompts (longest first) and their KV cache: prefilled in groups of
+        consecutive prompts no shorter than `tight` x the group's first, each over its own width (less
+        padding than the batch's), the caches then left-padded with zeros (masked) to the batch's width."""
+        import torch
+        import torch.nn.functional as F
+        from transformers import DynamicCache
+
+        lengths, width = mask.sum(-1).tolist(), ids.shape[1]
+        starts = [0]
+        window = getattr(self.model.config, "sliding_window", None)
+        if not window or width < window:  # a window keeps only part of a longer prompt's cache
+            for i, n in enumerate(lengths):
+                if n < tight * lengths[starts[-1]]:
+                    starts.append(i)
+        xs, parts = [], []
+        for a, b in zip(starts, starts[1:] + [len(lengths)]):
+            w, part = max(lengths[a:b]), DynamicCache(config=self.model.config)
+            xs.append(self._last(hidden, input_ids=ids[a:b, -w:], attention_mask=mask[a:b, -w:],
+                                 position_ids=pos[a:b, -w:], cache=part))
+            parts.append(part)
+        if len(parts) == 1:
+            return xs[0], parts[0]
+        cache = DynamicCache(config=self.model.config)
+        for i in range(len(parts[0].layers)):
+            keys, values = ([F.pad(t := getattr(p.layers[i], kv), (0, 0, width - t.shape[-2], 0)) for p in parts]
+                            for kv in ("keys", "values"))
+            cache.update(torch.cat(keys), torch.cat(values), i)
+        return torch.cat(xs), cache
 
     def _last(self, hidden: bool, **inputs):
         """The last position's logits, or (hidden=True) its last hidden state, updating inputs' cache."""
