@@ -3,8 +3,9 @@
 Prompts are sorted by token length (longest first) and cut into batches of at most `batch_size`
 sequences and `max_batch_tokens` padded tokens, each batch holding prompts no shorter than
 `bucket_ratio` x its longest: little padding, and long prompts come in smaller batches. Results come
-back in the caller's order. Each batch is prefilled once (the `n` samples of a prompt share its
-prefill), then decoded one forward pass per step over a DynamicCache: greedy is an argmax (no softmax
+back in the caller's order. A batch is prefilled in groups of prompts of similar length (less padding;
+the `n` samples of a prompt share its prefill), the groups' caches joined into one left-padded
+DynamicCache, then decoded one forward pass per step: greedy is an argmax (no softmax
 or logits processors), sampling applies `generate`'s temperature/top-k/top-p warpers and
 torch.multinomial; a row that emits EOS (from the checkpoint's generation_config) or completes a stop
 string (transformers' StopStringCriteria, on ids) leaves the batch and its cache, and the text is then
@@ -144,8 +145,8 @@ class HFGenerator(Generator):
 
     def _decode(self, ids, mask, sampling):
         """Generated ids [prompts x n, steps] of left-padded prompts, pad_id after a row's EOS or stop
-        string: one prefill per prompt (its n samples share it), then one forward pass per step over the
-        KV cache; a row that ends leaves the batch (and the cache)."""
+        string: `_prefill` (a prompt's n samples share it), then one forward pass per step over the KV
+        cache; a row that ends leaves the batch (and the cache)."""
         import torch
         from transformers import StopStringCriteria
 
