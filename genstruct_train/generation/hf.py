@@ -15,8 +15,8 @@ rescored in fp32, so the ids stay the fp32 ones.
 
 Measured with bench/generation_throughput.py (BENCHMARKS.md): this loop vs the batched
 `model.generate` it replaced, and vs transformers 5's continuous batching (`generate_batch`, slower
-than padded batching on CPU). A StaticCache (`cache_implementation="static"`) gained nothing
-measurable on CPU and cannot drop finished rows, so the cache is dynamic."""
+than padded batching on CPU). A StaticCache saved the DynamicCache's per-step `torch.cat` (up to ~15%
+on the 64-wide model, ranges overlapping) but cannot drop finished rows, so the cache is dynamic."""
 
 from __future__ import annotations
 
