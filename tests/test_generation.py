@@ -1,5 +1,6 @@
 """hf backend on a tiny real Mistral checkpoint: batching changes nothing, seeds reproduce, stop
-strings cut exactly, EOS comes from the checkpoint, LoRA adapters load, loglikelihood is exact."""
+strings cut exactly, EOS comes from the checkpoint (rows that end leave the batch), LoRA adapters load,
+loglikelihood is exact, --bf16-head keeps the fp32 greedy ids."""
 
 import json
 import shutil
