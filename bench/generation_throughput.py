@@ -1,11 +1,13 @@
-"""Generated tokens/s: the `hf` backend (batched) and the `vllm` backend vs a naive loop calling
+"""Generated tokens/s: the `hf` backend (batched; its own decode loop, with and without --bf16-head,
+and the batched `model.generate` it used before) and the `vllm` backend vs a naive loop calling
 `model.generate` once per prompt (and, with --continuous, transformers' `model.generate_batch`).
 
 Same tiny Mistral checkpoint (random weights, the real Mistral tokenizer), same prompts (Genstruct
 prompts of the first --prompts wiki paragraphs), greedy, same --max-new-tokens, fp32, in one run:
---reps interleaved repetitions (naive, hf, vllm, naive, hf, vllm, ...), each method's median with min
-and max of wall time and of CPU time (this process, plus vLLM's engine processes: their live CPU times
-and RUSAGE_CHILDREN), and a check that every method produced the naive loop's tokens. vLLM runs where
+--reps interleaved repetitions (naive, hf before, hf, hf bf16, vllm, naive, ...), each method's median
+with min and max of wall time and of CPU time (this process, plus vLLM's engine processes: their live
+CPU times and RUSAGE_CHILDREN), ratios to the naive loop in both, and a check that every method
+produced the naive loop's tokens. vLLM runs where
 it is installed (.venv-vllm); its engine start is not timed.
 
     python bench/generation_throughput.py [--prompts 64] [--max-new-tokens 32] [--batch-size 64]
@@ -33,7 +35,9 @@ from genstruct_train.testing import build_tiny_mistral
 from genstruct_train.tokenization import prompt_text
 
 NAIVE = "naive loop (generate per prompt)"
-HF = "hf backend (batched)"
+HF = "hf backend (batched, own decode loop)"
+HF_BF16 = "hf backend, --bf16-head"
+HF_BEFORE = "hf backend before (batched model.generate)"
 VLLM = "vllm backend"
 CONTINUOUS = "transformers generate_batch (continuous)"
 
@@ -45,6 +49,24 @@ def naive(model, encoded, max_new_tokens):
             seq = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                                  max_new_tokens=max_new_tokens, do_sample=False)
         out.append(seq[0, len(ids):].tolist())
+    return out
+
+
+def hf_before(gen, encoded, max_new_tokens):
+    """The hf backend before its own decode loop: the same length-bucketed, left-padded batches, each
+    through one `model.generate` call."""
+    from transformers import GenerationConfig
+
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(gen.eos_ids),
+                           pad_token_id=gen.pad_id)
+    out = [None] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    for batch in gen._batches(order, [len(e) for e in encoded], max_new_tokens):
+        ids, mask = gen._pad([encoded[i] for i in batch], left=True)
+        with torch.inference_mode():
+            seqs = gen.model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+        for i, row in zip(batch, seqs[:, ids.shape[1]:].tolist()):
+            out[i] = row
     return out
 
 
@@ -106,6 +128,7 @@ def main() -> None:
                                   num_hidden_layers=args.layers, num_attention_heads=args.heads,
                                   num_key_value_heads=min(2, args.heads))
         gen = load_generator(str(ckpt), batch_size=args.batch_size)
+        gen_bf16 = load_generator(str(ckpt), batch_size=args.batch_size, bf16_head=True)
         fmt = get_format("genstruct")
         passages = read_jsonl(data_dir() / "corpus" / "wiki-paragraphs.jsonl")[:args.prompts]
         prompts = [prompt_text(gen.tokenizer, fmt, {"title": p["title"], "content": p["text"]}) for p in passages]
@@ -114,7 +137,9 @@ def main() -> None:
         sampling = SamplingParams(max_new_tokens=args.max_new_tokens)
         methods = {
             NAIVE: lambda: [until_eos(ids, eos) for ids in naive(gen.model, encoded, args.max_new_tokens)],
+            HF_BEFORE: lambda: [until_eos(ids, eos) for ids in hf_before(gen, encoded, args.max_new_tokens)],
             HF: lambda: [c[0].token_ids for c in gen.generate(prompts, sampling, progress=False)],
+            HF_BF16: lambda: [c[0].token_ids for c in gen_bf16.generate(prompts, sampling, progress=False)],
         }
         if args.continuous:
             methods[CONTINUOUS] = lambda: [until_eos(c, eos) for c in continuous(
@@ -145,9 +170,10 @@ def main() -> None:
           f"{args.heads} heads, fp32, batch_size={args.batch_size}, torch threads={torch.get_num_threads()}, "
           f"{args.reps} interleaved reps, load average {os.getloadavg()[0]:.1f}")
     print(f"{'method':42s} {'wall s median [min-max]':>24s} {'CPU s median':>12s} {'tokens':>7s} "
-          f"{'tok/s':>8s} {'x naive':>8s} {'same tokens':>12s}")
+          f"{'tok/s':>8s} {'x naive':>8s} {'x CPU':>6s} {'same tokens':>12s}")
     figures = {}
     naive_wall = statistics.median(w for w, _ in runs[NAIVE])
+    naive_cpu = statistics.median(c for _, c in runs[NAIVE])
     for name, times in runs.items():
         walls, cpus = [w for w, _ in times], [c for _, c in times]
         wall, tokens = statistics.median(walls), sum(map(len, outputs[name]))
@@ -155,11 +181,12 @@ def main() -> None:
                          "cpu_s": {"median": round(statistics.median(cpus), 3), "min": round(min(cpus), 3),
                                    "max": round(max(cpus), 3)},
                          "tokens": tokens, "tokens_per_s": round(tokens / wall, 1),
-                         "ratio_vs_naive": round(naive_wall / wall, 2), "same_tokens_as_naive": outputs[name] == ref}
+                         "ratio_vs_naive": round(naive_wall / wall, 2),
+                         "cpu_ratio_vs_naive": round(naive_cpu / statistics.median(cpus), 2), "same_tokens_as_naive": outputs[name] == ref}
         f = figures[name]
         span = f"{wall:.2f} [{min(walls):.2f}-{max(walls):.2f}]"
         print(f"{name:42s} {span:>24s} {f['cpu_s']['median']:12.2f} {tokens:7d} {f['tokens_per_s']:8.1f} "
-              f"{f['ratio_vs_naive']:8.1f} {f['same_tokens_as_naive']!s:>12s}")
+              f"{f['ratio_vs_naive']:8.1f} {f['cpu_ratio_vs_naive']:6.1f} {f['same_tokens_as_naive']!s:>12s}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "load_average": os.getloadavg(), "figures": figures}, f, indent=2)

@@ -1,5 +1,6 @@
 """hf backend on a tiny real Mistral checkpoint: batching changes nothing, seeds reproduce, stop
-strings cut exactly, EOS comes from the checkpoint, LoRA adapters load, loglikelihood is exact."""
+strings cut exactly, EOS comes from the checkpoint (rows that end leave the batch), LoRA adapters load,
+loglikelihood is exact, --bf16-head keeps the fp32 greedy ids."""
 
 import json
 import shutil
@@ -165,3 +166,82 @@ def test_batches_bucket_by_length_and_token_budget(gen):
         assert gen.generate(prompts, sampling, progress=False) == whole
     finally:
         gen.max_batch_tokens, gen.bucket_ratio = old
+
+
+def test_rows_that_end_leave_the_batch(gen, tiny_model_dir, tmp_path):
+    sampling = SamplingParams(max_new_tokens=12)
+    full = gen.generate(PROMPTS, sampling, progress=False)
+    eos = full[0][0].token_ids[4]
+    ckpt = tmp_path / "eos"
+    shutil.copytree(tiny_model_dir, ckpt)
+    cfg = json.loads((ckpt / "generation_config.json").read_text())
+    cfg["eos_token_id"] = [2, eos]
+    (ckpt / "generation_config.json").write_text(json.dumps(cfg))
+    cut = load_generator(str(ckpt), batch_size=4).generate(PROMPTS, sampling, progress=False)
+    ended = 0
+    for (before,), (after,) in zip(full, cut):
+        ids = before.token_ids
+        if eos in ids:
+            ended += 1
+            assert (after.token_ids, after.finish_reason) == (ids[:ids.index(eos)], "eos")
+        else:
+            assert after == before
+    assert 0 < ended < len(PROMPTS)
+
+
+def test_fast_argmax_equals_torch_argmax():
+    from genstruct_train.generation.hf import fast_argmax
+
+    torch.manual_seed(0)
+    for width in (32000, 32001, 100):
+        x = torch.randn(5, width)
+        x[1, [7, width - 1]] = 50.0  # a tie: the first index wins
+        assert torch.equal(fast_argmax(x), x.argmax(-1))
+        assert fast_argmax(x)[1] == 7
+
+
+@pytest.mark.parametrize("shape", [{}, {"hidden_size": 512, "intermediate_size": 1024, "num_hidden_layers": 2,
+                                       "num_attention_heads": 8, "num_key_value_heads": 2}],
+                         ids=["tiny", "hidden512"])
+def test_bf16_head_greedy_ids_equal_fp32(shape, tmp_path, mistral_tokenizer):
+    from genstruct_train.io import read_jsonl
+    from genstruct_train.paths import data_dir
+    from genstruct_train.testing import build_tiny_mistral
+
+    ckpt = build_tiny_mistral(tmp_path / "m", **shape)
+    fp32 = load_generator(str(ckpt), batch_size=8)
+    bf16 = load_generator(str(ckpt), batch_size=8, bf16_head=True)
+    assert bf16.bf16_head[2].dtype == torch.bfloat16
+    passages = read_jsonl(data_dir() / "corpus" / "wiki-paragraphs.jsonl")[:10]
+    prompts = PROMPTS + [prompt_text(mistral_tokenizer, get_format("genstruct"),
+                                     {"title": p["title"], "content": p["text"]}) for p in passages]
+    sampling = SamplingParams(max_new_tokens=24)
+    outs = bf16.generate(prompts, sampling, progress=False)
+    assert outs == fp32.generate(prompts, sampling, progress=False)
+    for prompt, (c,) in list(zip(prompts, outs))[::4]:  # and the naive loop's ids
+        assert c.token_ids == reference(fp32.model, fp32.encode_prompt(prompt), 24)
+
+
+def test_bf16_head_refused_when_logits_are_not_the_plain_head(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                          LoraConfig(r=2, target_modules=["lm_head"]))
+    lora.save_pretrained(tmp_path / "adapter")
+    with pytest.raises(GenstructError, match="--bf16-head: .* not an fp32, bias-free linear map"):
+        load_generator(str(tiny_model_dir), adapter=str(tmp_path / "adapter"), bf16_head=True)
+
+
+def test_bf16_head_option():
+    import argparse
+
+    from genstruct_train.generation import add_arguments, backend_options
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert backend_options(parser.parse_args(["--model", "m"])) == {"batch_size": 32}
+    assert backend_options(parser.parse_args(["--model", "m", "--bf16-head"])) == {"batch_size": 32,
+                                                                                   "bf16_head": True}
+    with pytest.raises(GenstructError, match="^--bf16-head is an hf backend option, not openai's$"):
+        backend_options(parser.parse_args(["--model", "m", "--bf16-head", "--backend", "openai"]))

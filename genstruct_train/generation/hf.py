@@ -1,19 +1,22 @@
-"""`hf` backend: transformers `generate`, batched with left padding.
+"""`hf` backend: transformers models, batched with left padding, decoded by its own KV-cache loop.
 
 Prompts are sorted by token length (longest first) and cut into batches of at most `batch_size`
 sequences and `max_batch_tokens` padded tokens, each batch holding prompts no shorter than
-`bucket_ratio` x its longest (`n` samples of a prompt share its batch through
-`num_return_sequences`): little padding, and long prompts come in smaller batches. Results come
-back in the caller's order. Generation uses
-the KV cache; a sequence that emits EOS (from the checkpoint's generation_config) or a stop string
-stops being extended (transformers' StopStringCriteria, per sequence), and the text is then cut
-exactly before the first stop string (base.finish).
+`bucket_ratio` x its longest: little padding, and long prompts come in smaller batches. Results come
+back in the caller's order. A batch is prefilled in groups of prompts of similar length (less padding;
+the `n` samples of a prompt share its prefill), the groups' caches joined into one left-padded
+DynamicCache, then decoded one forward pass per step: greedy is an argmax (no softmax
+or logits processors), sampling applies `generate`'s temperature/top-k/top-p warpers and
+torch.multinomial; a row that emits EOS (from the checkpoint's generation_config) or completes a stop
+string (transformers' StopStringCriteria, on ids) leaves the batch and its cache, and the text is then
+cut exactly before the first stop string (base.finish). Greedy ids equal `model.generate`'s.
+`bf16_head=True` (greedy only): the LM head in bf16, ids within the bf16 error bound of the best
+rescored in fp32, so the ids stay the fp32 ones.
 
-Padded batching vs transformers 5's continuous batching (`model.generate_batch`, paged attention):
-measured with bench/generation_throughput.py --continuous (tiny Mistral, 64 wiki prompts, 64 new
-tokens, 1 torch thread, 2-core CPU): this backend 3,783 tok/s, generate_batch 516 tok/s, a naive
-per-prompt loop 1,051 tok/s (same tokens from all three). Padded, length-bucketed batching is the
-faster one on CPU, so it is what this backend uses."""
+Measured with bench/generation_throughput.py (BENCHMARKS.md): this loop vs the batched
+`model.generate` it replaced, and vs transformers 5's continuous batching (`generate_batch`, slower
+than padded batching on CPU). A StaticCache saved the DynamicCache's per-step `torch.cat` (up to ~15%
+on the 64-wide model, ranges overlapping) but cannot drop finished rows, so the cache is dynamic."""
 
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from .base import Completion, Generator, SamplingParams, finish, resolve_model
 
 class HFGenerator(Generator):
     def __init__(self, model: str, adapter: str | None = None, *, batch_size: int = 32,
-                 max_batch_tokens: int = 65536, bucket_ratio: float = 0.5, dtype: str = "auto", device: str | None = None, tokenizer=None):
+                 max_batch_tokens: int = 65536, bucket_ratio: float = 0.5, dtype: str = "auto", device: str | None = None,
+                 tokenizer=None, bf16_head: bool = False):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -63,19 +67,25 @@ class HFGenerator(Generator):
         pad = self.model.generation_config.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                                                    else min(self.eos_ids))
+        self.bf16_head = self._bf16_head() if bf16_head else None
 
-    def _generation_config(self, sampling: SamplingParams):
-        from transformers import GenerationConfig
+    def _bf16_head(self):
+        """(decoder, fp32 head weight, its bf16 copy, largest row norm) for greedy decoding with a bf16 LM
+        head; refused where the logits are not a plain fp32 linear map of the decoder's output."""
+        import torch
 
-        sample = {} if sampling.greedy else {
-            "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
-        return GenerationConfig(
-            max_new_tokens=sampling.max_new_tokens, do_sample=not sampling.greedy, **sample,
-            num_return_sequences=sampling.n,
-            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
-            bos_token_id=self.tokenizer.bos_token_id,
-            stop_strings=list(sampling.stop) or None,
-        )
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        decoder, head = base.get_decoder(), base.get_output_embeddings()
+        plain = type(head) is torch.nn.Linear and head.bias is None and head.weight.dtype == torch.float32
+        if plain:
+            ids = torch.tensor([[self.tokenizer.bos_token_id or 0, 1]], device=self.device)
+            with torch.inference_mode():
+                plain = torch.equal(self.model(input_ids=ids).logits, head(decoder(input_ids=ids).last_hidden_state))
+        if not plain:
+            raise GenstructError(f"--bf16-head: {self.model_name}'s logits are not an fp32, bias-free linear map "
+                                 "of its last hidden state")
+        w = head.weight.detach()
+        return decoder, w, w.to(torch.bfloat16), w.norm(dim=-1).max()
 
     def _pad(self, seqs: list[list[int]], left: bool):
         import torch
@@ -96,7 +106,6 @@ class HFGenerator(Generator):
 
         encoded = [self.encode_prompt(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        gen_cfg = self._generation_config(sampling)
         results: list[list[Completion]] = [[] for _ in prompts]
         tokens, start = 0, time.perf_counter()
         bar = tqdm(total=len(prompts), unit="prompt", desc="generate", disable=not progress)
@@ -104,7 +113,7 @@ class HFGenerator(Generator):
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
             for batch in self._batches(order, [len(e) for e in encoded], sampling.max_new_tokens, sampling.n):
-                tokens += self._generate_batch([encoded[i] for i in batch], batch, gen_cfg, sampling, results)
+                tokens += self._generate_batch([encoded[i] for i in batch], batch, sampling, results)
                 bar.update(len(batch))
                 bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.1f}")
         bar.close()
@@ -125,19 +134,123 @@ class HFGenerator(Generator):
             yield order[b:end]
             b = end
 
-    def _generate_batch(self, prompts_ids, indices, gen_cfg, sampling, results) -> int:
-        import torch
-
+    def _generate_batch(self, prompts_ids, indices, sampling, results) -> int:
         input_ids, mask = self._pad(prompts_ids, left=True)
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=gen_cfg,
-                                      tokenizer=self.tokenizer if sampling.stop else None)
         tokens = 0
-        for row, ids in enumerate(out[:, input_ids.shape[1]:].tolist()):
+        for row, ids in enumerate(self._decode(input_ids, mask, sampling).tolist()):
             completion = finish(self.tokenizer, ids, self.eos_ids, sampling)
             results[indices[row // sampling.n]].append(completion)
             tokens += completion.num_tokens
         return tokens
+
+    def _decode(self, ids, mask, sampling):
+        """Generated ids [prompts x n, steps] of left-padded prompts, pad_id after a row's EOS or stop
+        string: `_prefill` (a prompt's n samples share it), then one forward pass per step over the KV
+        cache; a row that ends leaves the batch (and the cache)."""
+        import torch
+        from transformers import StopStringCriteria
+
+        hidden = self.bf16_head is not None and sampling.greedy  # the bf16 head picks from hidden states
+        pick = self._bf16_argmax if hidden else fast_argmax if sampling.greedy else self._sampler(sampling)
+        stop = StopStringCriteria(self.tokenizer, sampling.stop) if sampling.stop else None
+        eos = torch.tensor(sorted(self.eos_ids), device=self.device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            x, cache = self._prefill(hidden, ids, mask, pos)
+            if sampling.n > 1:
+                x, mask, pos = (t.repeat_interleave(sampling.n, 0) for t in (x, mask, pos))
+                cache.batch_repeat_interleave(sampling.n)
+            out = torch.full((len(x), sampling.max_new_tokens), self.pad_id, device=self.device)
+            rows = torch.arange(len(x), device=self.device)  # batch row -> out row
+            for step in range(sampling.max_new_tokens):
+                nxt = pick(x)
+                out[rows, step] = nxt
+                ended = torch.isin(nxt, eos)
+                if stop is not None:
+                    ended |= stop(out[rows, :step + 1], None)
+                if step + 1 == sampling.max_new_tokens or ended.all():
+                    break
+                if ended.any():
+                    keep = (~ended).nonzero().squeeze(1)
+                    rows, nxt, mask, pos = rows[keep], nxt[keep], mask[keep], pos[keep]
+                    cache.batch_select_indices(keep)
+                pos = pos[:, -1:] + 1
+                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                x = self._last(hidden, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache)
+        return out[:, :step + 1]
+
+    def _prefill(self, hidden: bool, ids, mask, pos, tight: float = 0.9):
+        """`_last` of left-padded prompts (longest first) and their KV cache: prefilled in groups of
+        consecutive prompts no shorter than `tight` x the group's first, each over its own width (less
+        padding than the batch's), the caches then left-padded with zeros (masked) to the batch's width."""
+        import torch
+        import torch.nn.functional as F
+        from transformers import DynamicCache
+
+        lengths, width = mask.sum(-1).tolist(), ids.shape[1]
+        starts = [0]
+        window = getattr(self.model.config, "sliding_window", None)
+        if not window or width < window:  # a window keeps only part of a longer prompt's cache
+            for i, n in enumerate(lengths):
+                if n < tight * lengths[starts[-1]]:
+                    starts.append(i)
+        xs, parts = [], []
+        for a, b in zip(starts, starts[1:] + [len(lengths)]):
+            w, part = max(lengths[a:b]), DynamicCache(config=self.model.config)
+            xs.append(self._last(hidden, input_ids=ids[a:b, -w:], attention_mask=mask[a:b, -w:],
+                                 position_ids=pos[a:b, -w:], cache=part))
+            parts.append(part)
+        if len(parts) == 1:
+            return xs[0], parts[0]
+        cache = DynamicCache(config=self.model.config)
+        for i in range(len(parts[0].layers)):
+            keys, values = ([F.pad(t := getattr(p.layers[i], kv), (0, 0, width - t.shape[-2], 0)) for p in parts]
+                            for kv in ("keys", "values"))
+            cache.update(torch.cat(keys), torch.cat(values), i)
+        return torch.cat(xs), cache
+
+    def _last(self, hidden: bool, **inputs):
+        """The last position's logits, or (hidden=True) its last hidden state, updating inputs' cache."""
+        if hidden:
+            return self.bf16_head[0](**inputs, use_cache=True).last_hidden_state[:, -1]
+        return self.model(**inputs, use_cache=True, logits_to_keep=1).logits[:, -1]
+
+    def _bf16_argmax(self, h):
+        """fp32 argmax of the logits of hidden states h (lowest id on ties): bf16 logits (fp32
+        accumulation, rounded to bf16), then every id within the bf16 error bound of the row's best is
+        rescored in fp32."""
+        import torch
+
+        _, w, w_bf16, w_norm = self.bf16_head
+        approx = blocks(torch.nn.functional.linear(h.to(torch.bfloat16), w_bf16))
+        block_max = approx.amax(-1).float()
+        top = block_max.amax(-1, keepdim=True)
+        # |bf16 logit - fp32 logit| <= 2u |h| |w| + u |logit| (u = 2^-8): margin = twice two ids' bounds
+        bar = top - 2 ** -5 * h.norm(dim=-1, keepdim=True) * w_norm - 2 ** -6 * top.abs()
+        row, block = (block_max >= bar).nonzero(as_tuple=True)
+        pair, offset = (approx[row, block] >= bar[row]).nonzero(as_tuple=True)
+        row, col = row[pair], block[pair] * approx.shape[-1] + offset  # col ascending within a row
+        exact = (w[col] * h[row]).sum(-1)
+        best = exact.new_full((len(h),), float("-inf")).scatter_reduce(0, row, exact, "amax")
+        col = torch.where(exact == best[row], col, w.shape[0])
+        return col.new_full((len(h),), w.shape[0]).scatter_reduce(0, row, col, "amin")
+
+    def _sampler(self, sampling):
+        """Draws from logits through the warpers `generate` applies (temperature, top-k, top-p, in that
+        order) with torch.multinomial."""
+        import torch
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        warpers = LogitsProcessorList(
+            ([TemperatureLogitsWarper(sampling.temperature)] if sampling.temperature != 1.0 else [])
+            + ([TopKLogitsWarper(sampling.top_k)] if sampling.top_k else [])
+            + ([TopPLogitsWarper(sampling.top_p)] if sampling.top_p < 1.0 else []))
+        return lambda logits: torch.multinomial(torch.softmax(warpers(None, logits.float()), dim=-1), 1).squeeze(1)
 
     def loglikelihood(self, requests: list[tuple[str, str]], progress: bool = True) -> list[float]:
         import torch
@@ -196,3 +309,22 @@ class HFGenerator(Generator):
 
     def close(self) -> None:
         self.model = None
+
+
+def blocks(x, chunk: int = 128):
+    """A 2-D tensor as [rows, blocks, chunk], the last block padded with -inf."""
+    import torch.nn.functional as F
+
+    if x.shape[-1] % chunk:
+        x = F.pad(x, (0, -x.shape[-1] % chunk), value=float("-inf"))
+    return x.view(x.shape[0], -1, chunk)
+
+
+def fast_argmax(x):
+    """x.argmax(-1) of a 2-D tensor, first index on ties: the max of each block (amax is ~10x faster than
+    argmax over a 32k vocabulary on CPU), then argmax within the first block holding the row's max."""
+    import torch
+
+    x = blocks(x)
+    best = x.amax(-1).argmax(-1)
+    return best * x.shape[-1] + x[torch.arange(x.shape[0], device=x.device), best].argmax(-1)
