@@ -128,7 +128,7 @@ def test_loglikelihood_matches_forward_pass(gen):
     for (ctx, cont), score in zip(requests, scores):
         c_ids, x_ids = gen.encode_prompt(ctx), gen.tokenizer(cont, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
-            logits = gen.model(torch.tensor([c_ids + x_ids])).logits[0]
+            logits = gen.model(torch.tensor([c_ids + x_ids], device=gen.device)).logits[0]
         logp = torch.log_softmax(logits, -1)
         expected = sum(logp[len(c_ids) + j - 1, t].item() for j, t in enumerate(x_ids))
         assert score == pytest.approx(expected, abs=1e-4)
