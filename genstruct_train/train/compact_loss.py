@@ -77,15 +77,16 @@ class _CompactLogProb(torch.autograd.Function):
             logp[sl] = z.gather(1, t[:, None]).squeeze(1) - log_sumexp
             # entropy = log sum e^z - sum p z, the dot product as a batched matmul (no temporary)
             entropy[sl] = log_sumexp - torch.bmm(probs[:, None, :], z[:, :, None]).view(-1) / sumexp
-            if need_h or need_w or need_b:
-                probs.mul_((-1.0 / sumexp)[:, None])  # -p
-                probs[torch.arange(len(t), device=t.device), t] += 1.0  # d log p(t) / d logits = onehot - p
-                if need_h:
-                    grad_h[sl] = probs @ w32
-                if need_w:
-                    grad_w.addmm_(probs.t(), h[sl].float())
-                if need_b:
-                    grad_b += probs.sum(0)
+            # d log p(t) / d logits = onehot(t) - e^z / sumexp: the scale and the onehot go into the matmuls'
+            # small operands and outputs, not over the tile
+            scale = (-1.0 / sumexp)[:, None]
+            if need_h:
+                grad_h[sl] = (probs @ w32).mul_(scale).add_(w32[t])
+            if need_w:
+                hs = h[sl].float()
+                grad_w.addmm_(probs.t(), hs * scale).index_add_(0, t, hs)
+            if need_b:
+                grad_b.addmv_(probs.t(), scale.view(-1)).index_add_(0, t, torch.ones_like(scale.view(-1)))
         ctx.save_for_backward(h, weight, bias, targets, grad_h, grad_w, grad_b)
         ctx.rows = rows
         ctx.mark_non_differentiable(entropy, is_top1)
