@@ -74,7 +74,8 @@ def test_document_bounds():
 
 
 def test_varlen_attention_keeps_documents_apart(tiny_model_dir, mistral_tokenizer):
-    """A packed row with sdpa_varlen: each document's logits as if it ran alone; a padded batch: as sdpa."""
+    """A packed row with sdpa_varlen: each document's logits as if it ran alone; a padded batch and generation
+    with a cache: as sdpa."""
     from transformers import AutoModelForCausalLM
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -99,6 +100,9 @@ def test_varlen_attention_keeps_documents_apart(tiny_model_dir, mistral_tokenize
             start += len(doc)
         padded = DataCollatorForLanguageModeling(pad_token_id=0)([{"input_ids": d} for d in docs])
         torch.testing.assert_close(model(**padded).logits, ref(**padded).logits, atol=1e-5, rtol=1e-4)
+    prompt = torch.tensor([docs[1]])  # with a KV cache: sdpa's path
+    assert torch.equal(model.generate(prompt, max_new_tokens=6, do_sample=False),
+                       ref.generate(prompt, max_new_tokens=6, do_sample=False))
 
 
 def test_cpu_path_can_be_switched_off(tiny_model_dir, mistral_tokenizer, tmp_path, monkeypatch):

@@ -38,8 +38,11 @@ def sdpa_varlen_forward(module, query, key, value, attention_mask, position_ids=
 
 
 def sdpa_varlen_mask(*args, attention_mask=None, **kwargs):
-    """No mask without padding (the attention takes the documents from the position ids), else sdpa's."""
-    return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+    """No mask for a full forward without padding (the attention takes the documents from the position ids),
+    else sdpa's."""
+    if attention_mask is None and kwargs.get("q_length") == kwargs.get("kv_length"):
+        return None
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
 
 
 AttentionInterface.register(NAME, sdpa_varlen_forward)
