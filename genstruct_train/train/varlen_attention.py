@@ -10,6 +10,8 @@ mask (a padded batch) or a KV cache it is plain `sdpa`.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -33,7 +35,7 @@ def sdpa_varlen_forward(module, query, key, value, attention_mask, position_ids=
         bounds = document_bounds(position_ids[b if position_ids.shape[0] > 1 else 0])
         rows.append(torch.cat([sdpa_attention_forward(module, query[b:b + 1, :, s:e], key[b:b + 1, :, s:e],
                                                       value[b:b + 1, :, s:e], None, **kwargs)[0]
-                               for s, e in zip(bounds[:-1], bounds[1:])], dim=1))
+                               for s, e in itertools.pairwise(bounds)], dim=1))
     return torch.cat(rows), None
 
 
