@@ -11,8 +11,8 @@ Sides, each a fresh subprocess on the same ROPES rows (`data build`), model, bat
 
     python bench/train_throughput.py [--shape tiny|wide] [--reps 3] [--steps 10] [--batch 8] [--mixture data/X.yaml]
 
-Data: ROPES via `data build` (max_tokens = --max-length), or `--mixture`'s `data build --config` (e.g.
-data/genstruct-mix.yaml: ROPES + TyDi QA + XQuAD, a longer tail of lengths).
+Data: ROPES via `data build` (max_tokens = --max-length), or `--mixture`'s `data build --config` train rows in
+a seeded random order (e.g. data/genstruct-mix.yaml: ROPES + TyDi QA + XQuAD, a longer tail of lengths).
 
 Throughput = non-pad tokens per CPU second of training (user + sys of the training process, 1 thread by
 default): on shared cores, wall time measures the neighbours; wall times are printed too. FLOPs are what the step needs: 6 x block parameters x
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -143,8 +144,14 @@ def main() -> None:
     out = (REPO / args.output).resolve()
     data = out / (Path(args.mixture).stem if args.mixture else "ropes")
     if not (data / "train.jsonl").is_file():
-        if args.mixture:
-            build_from_mixture(args.mixture, data)
+        if args.mixture:  # its train rows in a seeded random order (the sides read the first ones), no validation
+            built = data.with_name(data.name + "-built")
+            build_from_mixture(args.mixture, built)
+            lines = (built / "train.jsonl").read_text().splitlines(keepends=True)
+            random.Random(0).shuffle(lines)
+            data.mkdir(parents=True)
+            (data / "train.jsonl").write_text("".join(lines))
+            (data / "report.json").write_text((built / "report.json").read_text())
         else:
             build_from_source("ropes", data_dir() / "train/ropes/train-v1.0.json", data, max_tokens=args.max_length)
     mean_length = json.loads((data / "report.json").read_text())["tokens"]["mean"]  # rows' mean, for attention FLOPs
