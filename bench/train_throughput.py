@@ -11,8 +11,10 @@ Sides, each a fresh subprocess on the same ROPES rows (`data build`), model, bat
 
     python bench/train_throughput.py [--shape tiny|wide] [--reps 3] [--steps 10] [--batch 8] [--mixture data/X.yaml]
 
-Data: ROPES via `data build` (max_tokens = --max-length), or `--mixture`'s `data build --config` train rows in
-a seeded random order (e.g. data/genstruct-mix.yaml: ROPES + TyDi QA + XQuAD, a longer tail of lengths).
+Data: ROPES via `data build` (max_tokens = --max-length), or `--mixture`'s `data build --config` (e.g.
+data/genstruct-mix.yaml: ROPES + TyDi QA + XQuAD, a longer tail of lengths). The sides read the first rows:
+`data build` writes them grouped (ROPES: the questions of one passage, of similar lengths; a mixture: source
+by source), so `--shuffle` reads them in a seeded random order instead (a sample of the whole set).
 
 Throughput = non-pad tokens per CPU second of training (user + sys of the training process, 1 thread by
 default): on shared cores, wall time measures the neighbours; wall times are printed too. FLOPs are what the step needs: 6 x block parameters x
@@ -128,6 +130,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--sides", default="plain-trl,sft-pad,sft-pack", help="comma-separated; add sft-trl")
     p.add_argument("--mixture", help="a data build mixture YAML instead of ROPES")
+    p.add_argument("--shuffle", action="store_true", help="read the train rows in a seeded random order")
     p.add_argument("--output", default="runs/bench/train")
     p.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rows", type=int, help=argparse.SUPPRESS)
@@ -144,16 +147,18 @@ def main() -> None:
     out = (REPO / args.output).resolve()
     data = out / (Path(args.mixture).stem if args.mixture else "ropes")
     if not (data / "train.jsonl").is_file():
-        if args.mixture:  # its train rows in a seeded random order (the sides read the first ones), no validation
-            built = data.with_name(data.name + "-built")
-            build_from_mixture(args.mixture, built)
-            lines = (built / "train.jsonl").read_text().splitlines(keepends=True)
-            random.Random(0).shuffle(lines)
-            data.mkdir(parents=True)
-            (data / "train.jsonl").write_text("".join(lines))
-            (data / "report.json").write_text((built / "report.json").read_text())
+        if args.mixture:
+            build_from_mixture(args.mixture, data)
         else:
             build_from_source("ropes", data_dir() / "train/ropes/train-v1.0.json", data, max_tokens=args.max_length)
+    if args.shuffle:  # the train rows in a seeded random order, no validation
+        data, built = data.with_name(data.name + "-shuffled"), data
+        if not (data / "train.jsonl").is_file():
+            lines = (built / "train.jsonl").read_text().splitlines(keepends=True)
+            random.Random(0).shuffle(lines)
+            data.mkdir(parents=True, exist_ok=True)
+            (data / "train.jsonl").write_text("".join(lines))
+            (data / "report.json").write_text((built / "report.json").read_text())
     mean_length = json.loads((data / "report.json").read_text())["tokens"]["mean"]  # rows' mean, for attention FLOPs
     model = out / f"model-{args.shape}"
     if not (model / "config.json").is_file():
@@ -218,7 +223,7 @@ def main() -> None:
         ratios["sft-pack / sft-trl"] = med["sft-pack"] / med["sft-trl"]
     for k, v in ratios.items():
         print(f"ratio of median tokens/s, {k}: {v:.2f}")
-    (out / f"results-{args.shape}{'-' + data.name if args.mixture else ''}.json").write_text(json.dumps(
+    (out / f"results-{args.shape}-{data.name}.json").write_text(json.dumps(
         {"args": vars(args), "peak_gflops": peak, "results": results, "ratios": ratios}, indent=2))
 
 
