@@ -9,7 +9,12 @@ Sides, each a fresh subprocess on the same ROPES rows (`data build`), model, bat
 - sft-pack  : recipes/sft.py, packing (goal: >= 1.5x sft-pad in tokens/s)
 - sft-trl   : recipes/sft.py with GENSTRUCT_CPU_PATH=0 (TRL's own loss and padding-free packing; --trl-path)
 
-    python bench/train_throughput.py [--shape tiny|wide] [--reps 3] [--steps 10] [--batch 8]
+    python bench/train_throughput.py [--shape tiny|wide] [--reps 3] [--steps 10] [--batch 8] [--mixture data/X.yaml]
+
+Data: ROPES via `data build` (max_tokens = --max-length), or `--mixture`'s `data build --config` (e.g.
+data/genstruct-mix.yaml: ROPES + TyDi QA + XQuAD, a longer tail of lengths). The sides read the first rows:
+`data build` writes them grouped (ROPES: the questions of one passage, of similar lengths; a mixture: source
+by source), so `--shuffle` reads them in a seeded random order instead (a sample of the whole set).
 
 Throughput = non-pad tokens per CPU second of training (user + sys of the training process, 1 thread by
 default): on shared cores, wall time measures the neighbours; wall times are printed too. FLOPs are what the step needs: 6 x block parameters x
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -82,8 +88,8 @@ def matmul_peak(dtype: str = "float32", n: int = 1024, repeats: int = 20) -> flo
     return 2 * n**3 / best / 1e9
 
 
-def step_flops(config: dict, tokens: float, loss_tokens: float, seq_len: int) -> float:
-    """Training FLOPs needed for `tokens` (of rows ~seq_len long) of which `loss_tokens` are in the loss."""
+def step_flops(config: dict, tokens: float, loss_tokens: float, seq_len: float) -> float:
+    """Training FLOPs needed for `tokens` (of documents ~seq_len long) of which `loss_tokens` are in the loss."""
     h, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
     kv = config["num_key_value_heads"] * h // config["num_attention_heads"]
     block_params = layers * (2 * h * h + 2 * h * kv + 3 * h * inter)
@@ -123,6 +129,8 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--sides", default="plain-trl,sft-pad,sft-pack", help="comma-separated; add sft-trl")
+    p.add_argument("--mixture", help="a data build mixture YAML instead of ROPES")
+    p.add_argument("--shuffle", action="store_true", help="read the train rows in a seeded random order")
     p.add_argument("--output", default="runs/bench/train")
     p.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rows", type=int, help=argparse.SUPPRESS)
@@ -132,14 +140,26 @@ def main() -> None:
     if args.plain:
         return plain_trl(args)
 
-    from genstruct_train.data.build import build_from_source
+    from genstruct_train.data.build import build_from_mixture, build_from_source
     from genstruct_train.paths import data_dir
     from genstruct_train.testing import TINY_MISTRAL, build_tiny_mistral
 
     out = (REPO / args.output).resolve()
-    data = out / "ropes"
+    data = out / (Path(args.mixture).stem if args.mixture else "ropes")
     if not (data / "train.jsonl").is_file():
-        build_from_source("ropes", data_dir() / "train/ropes/train-v1.0.json", data, max_tokens=args.max_length)
+        if args.mixture:
+            build_from_mixture(args.mixture, data)
+        else:
+            build_from_source("ropes", data_dir() / "train/ropes/train-v1.0.json", data, max_tokens=args.max_length)
+    if args.shuffle:  # the train rows in a seeded random order, no validation
+        data, built = data.with_name(data.name + "-shuffled"), data
+        if not (data / "train.jsonl").is_file():
+            lines = (built / "train.jsonl").read_text().splitlines(keepends=True)
+            random.Random(0).shuffle(lines)
+            data.mkdir(parents=True, exist_ok=True)
+            (data / "train.jsonl").write_text("".join(lines))
+            (data / "report.json").write_text((built / "report.json").read_text())
+    mean_length = json.loads((data / "report.json").read_text())["tokens"]["mean"]  # rows' mean, for attention FLOPs
     model = out / f"model-{args.shape}"
     if not (model / "config.json").is_file():
         build_tiny_mistral(model, seed=42, **SHAPES[args.shape])
@@ -161,7 +181,7 @@ def main() -> None:
     }
     chosen = args.sides.split(",")
     peak = {d: matmul_peak(d) for d in ("float32", "bfloat16")}
-    print(f"ROPES (data build), {args.shape} Mistral {SHAPES[args.shape] or 'hidden 64, 2 layers'}, vocab 32000, "
+    print(f"{args.mixture or 'ROPES'} (data build), {args.shape} Mistral {SHAPES[args.shape] or 'hidden 64, 2 layers'}, vocab 32000, "
           f"batch {args.batch}, max_length {args.max_length}, {args.steps} steps, {args.threads} thread(s), "
           f"{args.reps} interleaved reps; torch.mm peak 1 thread: fp32 {peak['float32']:.1f}, "
           f"bf16 {peak['bfloat16']:.1f} GFLOP/s; load average before: {os.getloadavg()}", flush=True)
@@ -174,7 +194,7 @@ def main() -> None:
             r = run_side(cmd, o, {**env, **extra_env})
             r["tokens_per_s"] = r["tokens"] / r["train"]
             if r["loss_tokens"]:
-                r["gflops"] = step_flops(config, r["tokens"], r["loss_tokens"], args.max_length / 2) / r["train"] / 1e9
+                r["gflops"] = step_flops(config, r["tokens"], r["loss_tokens"], mean_length) / r["train"] / 1e9
             results[name].append(r)
             print(f"  rep {rep} {name:<9} {r['tokens']:>7.0f} tok; training: {r['train']:6.1f} CPU s (user "
                   f"{r['train_user']:.1f}, sys {r['train_sys']:.1f}), {r['train_wall']:6.1f} s wall; whole process: "
@@ -203,7 +223,7 @@ def main() -> None:
         ratios["sft-pack / sft-trl"] = med["sft-pack"] / med["sft-trl"]
     for k, v in ratios.items():
         print(f"ratio of median tokens/s, {k}: {v:.2f}")
-    (out / f"results-{args.shape}.json").write_text(json.dumps(
+    (out / f"results-{args.shape}-{data.name}.json").write_text(json.dumps(
         {"args": vars(args), "peak_gflops": peak, "results": results, "ratios": ratios}, indent=2))
 
 

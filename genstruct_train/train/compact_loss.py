@@ -12,7 +12,8 @@ gradient accumulation, token averaging across ranks, metrics) is unchanged, but:
 - in tiles of `tile_rows(vocab)` rows (each tile's logits well under glibc's 32 MiB mmap ceiling, so the
   heap reuses the same memory);
 - the gradients of the summed log-likelihood are computed tile by tile in the forward (softmax - onehot), so
-  no logits are kept for the backward; entropy and top-1 come from the same tiles without gradient.
+  no logits are kept for the backward; entropy and top-1 come from the same tiles without gradient (entropy
+  as logsumexp - h . (softmax @ W), reusing the gradient's matmul, when there is no bias).
 
 The backward scales the stashed gradients when the upstream gradient is the same on every token (the NLL
 loss: -1/num_items), and otherwise recomputes the tiles (e.g. DFT's per-token weights), so it is exact.
@@ -71,21 +72,27 @@ class _CompactLogProb(torch.autograd.Function):
             mx, top = logits.max(-1)
             is_top1[sl] = top == t
             z = logits.sub_(mx[:, None])  # in place: shifted logits
-            probs = z.exp()
+            z_t = z.gather(1, t[:, None]).squeeze(1)
+            fused = need_h and b32 is None  # entropy from the gradient's matmul: exp in place, no pass for it
+            probs = z.exp_() if fused else z.exp()
             sumexp = probs.sum(-1)
             log_sumexp = sumexp.log()
-            logp[sl] = z.gather(1, t[:, None]).squeeze(1) - log_sumexp
-            # entropy = log sum e^z - sum p z, the dot product as a batched matmul (no temporary)
-            entropy[sl] = log_sumexp - torch.bmm(probs[:, None, :], z[:, :, None]).view(-1) / sumexp
-            if need_h or need_w or need_b:
-                probs.mul_((-1.0 / sumexp)[:, None])  # -p
-                probs[torch.arange(len(t), device=t.device), t] += 1.0  # d log p(t) / d logits = onehot - p
-                if need_h:
-                    grad_h[sl] = probs @ w32
-                if need_w:
-                    grad_w.addmm_(probs.t(), h[sl].float())
-                if need_b:
-                    grad_b += probs.sum(0)
+            logp[sl] = z_t - log_sumexp
+            pw = probs @ w32 if need_h else None
+            if fused:  # entropy = log sum e^z - E_p[logits] + max, E_p[logits] = h . (e^z @ W) / sum e^z
+                entropy[sl] = log_sumexp - (h[sl].float() * pw).sum(-1) / sumexp + mx
+            else:  # the dot product sum p z as a batched matmul (no temporary)
+                entropy[sl] = log_sumexp - torch.bmm(probs[:, None, :], z[:, :, None]).view(-1) / sumexp
+            # d log p(t) / d logits = onehot(t) - e^z / sumexp: the scale and the onehot go into the matmuls'
+            # small operands and outputs, not over the tile
+            scale = (-1.0 / sumexp)[:, None]
+            if need_h:
+                grad_h[sl] = pw.mul_(scale).add_(w32[t])
+            if need_w:
+                hs = h[sl].float()
+                grad_w.addmm_(probs.t(), hs * scale).index_add_(0, t, hs)
+            if need_b:
+                grad_b.addmv_(probs.t(), scale.view(-1)).index_add_(0, t, torch.ones_like(scale.view(-1)))
         ctx.save_for_backward(h, weight, bias, targets, grad_h, grad_w, grad_b)
         ctx.rows = rows
         ctx.mark_non_differentiable(entropy, is_top1)
