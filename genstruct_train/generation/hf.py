@@ -68,6 +68,11 @@ class HFGenerator(Generator):
         self.pad_id = pad if pad is not None else (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                                                    else min(self.eos_ids))
         self.bf16_head = self._bf16_head() if bf16_head else None
+        # the KV cache's keyword: `cache` from transformers 5.20 (`past_key_values` before: vLLM's env has 5.19)
+        import inspect
+
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        self.cache_kw = "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
     def _bf16_head(self):
         """(decoder, fp32 head weight, its bf16 copy, largest row norm) for greedy decoding with a bf16 LM
@@ -176,7 +181,7 @@ class HFGenerator(Generator):
                     cache.batch_select_indices(keep)
                 pos = pos[:, -1:] + 1
                 mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-                x = self._last(hidden, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache)
+                x = self._last(hidden, cache, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos)
         return out[:, :step + 1]
 
     def _prefill(self, hidden: bool, ids, mask, pos, tight: float = 0.9):
@@ -197,8 +202,8 @@ class HFGenerator(Generator):
         xs, parts = [], []
         for a, b in zip(starts, starts[1:] + [len(lengths)]):
             w, part = max(lengths[a:b]), DynamicCache(config=self.model.config)
-            xs.append(self._last(hidden, input_ids=ids[a:b, -w:], attention_mask=mask[a:b, -w:],
-                                 position_ids=pos[a:b, -w:], cache=part))
+            xs.append(self._last(hidden, part, input_ids=ids[a:b, -w:], attention_mask=mask[a:b, -w:],
+                                 position_ids=pos[a:b, -w:]))
             parts.append(part)
         if len(parts) == 1:
             return xs[0], parts[0]
@@ -209,8 +214,9 @@ class HFGenerator(Generator):
             cache.update(torch.cat(keys), torch.cat(values), i)
         return torch.cat(xs), cache
 
-    def _last(self, hidden: bool, **inputs):
-        """The last position's logits, or (hidden=True) its last hidden state, updating inputs' cache."""
+    def _last(self, hidden: bool, cache, **inputs):
+        """The last position's logits, or (hidden=True) its last hidden state, updating `cache`."""
+        inputs[self.cache_kw] = cache
         if hidden:
             return self.bf16_head[0](**inputs, use_cache=True).last_hidden_state[:, -1]
         return self.model(**inputs, use_cache=True, logits_to_keep=1).logits[:, -1]
