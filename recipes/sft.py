@@ -71,7 +71,7 @@ def main(argv: list[str]) -> None:
 
     # Model (full, LoRA, or QLoRA), loaded by the trainer
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
-    trainer = GenstructSFTTrainer(  # TRL's SFTTrainer; on CPU a compact loss and row packing
+    trainer = GenstructSFTTrainer(  # TRL's SFTTrainer; on CPU a compact loss and per-document packed attention
         model=model_args.model_name_or_path,
         args=training_args,
         train_dataset=data.train,
