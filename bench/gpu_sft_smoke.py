@@ -34,21 +34,11 @@ VARIANTS = {  # recipe overrides on top of recipes/tiny/sft.yaml
 
 def build_model(out: Path, tokenizer_dir: str) -> Path:
     """recipes/tiny/sft.yaml's model, random init, with the given tokenizer (no mistral-common needed)."""
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, MistralConfig, MistralForCausalLM
-
     sys.path.insert(0, str(REPO))
-    from genstruct_train.testing import TINY_MISTRAL
+    from genstruct_train.testing import build_tiny_mistral
 
     recipe = yaml.safe_load((REPO / "recipes" / "tiny" / "sft.yaml").read_text())
-    torch.manual_seed(0)
-    model = MistralForCausalLM(MistralConfig(**{**TINY_MISTRAL, **recipe["base_model_config"]}))
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return build_tiny_mistral(out, tokenizer=tokenizer_dir, **recipe["base_model_config"])
 
 
 def recipe_for(variant: str, model_dir: Path, data: str, out: Path, steps: int, gpu: bool) -> Path:

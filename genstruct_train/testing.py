@@ -15,8 +15,10 @@ TINY_MISTRAL = {  # ~2.2M parameters besides the 32k x 64 embeddings
 VLLM_TINY_MISTRAL = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4}
 
 
-def build_tiny_mistral(output_dir: str | Path, format: str = "genstruct", seed: int = 0, **overrides) -> Path:
-    """Save a randomly initialised tiny Mistral with the Mistral tokenizer and `format`'s chat template."""
+def build_tiny_mistral(output_dir: str | Path, format: str = "genstruct", seed: int = 0, tokenizer: str | None = None,
+                       **overrides) -> Path:
+    """Save a randomly initialised tiny Mistral with the Mistral tokenizer (or `tokenizer`, a path: the same
+    ids saved elsewhere) and `format`'s chat template."""
     import torch
     from transformers import GenerationConfig, MistralConfig, MistralForCausalLM
 
@@ -25,7 +27,7 @@ def build_tiny_mistral(output_dir: str | Path, format: str = "genstruct", seed: 
     output_dir = Path(output_dir)
     torch.manual_seed(seed)
     model = MistralForCausalLM(MistralConfig(**{**TINY_MISTRAL, **overrides}))
-    tok = load_tokenizer(MISTRAL, format=format)
+    tok = load_tokenizer(tokenizer or MISTRAL, format=format)
     model.generation_config = GenerationConfig(
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
     )

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from backend_checks import check_seeded_samples
 
 from genstruct_train.errors import GenstructError
 from genstruct_train.formats import get_format
@@ -53,14 +54,7 @@ def test_greedy_equals_generate_per_prompt(gen, mistral_tokenizer):
 
 
 def test_samples_reproducible_with_seed(gen):
-    sp = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9, top_k=50, n=3, seed=7)
-    a = gen.generate(PROMPTS, sp, progress=False)
-    b = gen.generate(PROMPTS, sp, progress=False)
-    assert [len(o) for o in a] == [3] * len(PROMPTS)
-    assert a == b
-    assert len({c.text for c in a[1]}) == 3  # three distinct samples
-    c = gen.generate(PROMPTS, SamplingParams(max_new_tokens=10, temperature=1.0, n=3, seed=8), progress=False)
-    assert a != c
+    check_seeded_samples(gen, PROMPTS)
 
 
 def test_stop_strings_cut_exactly_per_sequence(gen):

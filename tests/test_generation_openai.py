@@ -1,15 +1,11 @@
 """openai backend against a real OpenAI-compatible server on loopback (`transformers serve`)
 serving the tiny checkpoint: same greedy text as the hf backend for the same prompts."""
 
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from server_utils import free_port, serving
 
 from genstruct_train.formats import get_format
 from genstruct_train.generation import SamplingParams, load_generator
@@ -17,36 +13,16 @@ from genstruct_train.io import read_jsonl
 from genstruct_train.tokenization import prompt_text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     cli = Path(sys.executable).parent / "transformers"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [str(cli), "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port),
-             "--device", "cpu", "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"transformers serve did not come up:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
+    cmd = [str(cli), "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port),
+           "--device", "cpu", "--log-level", "warning"]
+    with serving(cmd, port, log, "transformers serve", timeout=90, poll=0.5,
+                 env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}) as url:
+        yield url
 
 
 @pytest.mark.slow

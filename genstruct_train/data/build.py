@@ -156,15 +156,7 @@ def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
         by_source[ex["source"]].append(ex)
     examples = []
     for spec in mixture.sources:
-        rows = by_source[spec.name]
-        for reason, limit in (("source_weight", round(spec.weight * len(rows))), ("source_cap", spec.max_samples)):
-            if limit is not None and len(rows) > limit:
-                keep = set(rng.sample(range(len(rows)), limit))
-                for i, ex in enumerate(rows):
-                    if i not in keep:
-                        skip(spec.name, reason, f"id={ex['id']}")
-                rows = [ex for i, ex in enumerate(rows) if i in keep]
-        examples.extend(rows)
+        examples.extend(_weight_and_cap(spec, by_source[spec.name], rng, skip))
 
     output_dir = Path(output_dir)
     _clear(output_dir)
@@ -206,6 +198,19 @@ def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
         raise GenstructError(f"every row was skipped ({report['read']} read, skipped {report['skipped']}): "
                              f"nothing written; see {output_dir / 'report.json'}")
     return report
+
+
+def _weight_and_cap(spec, rows: list[dict], rng: random.Random, skip) -> list[dict]:
+    """A source's rows sampled down to its weight (a fraction of them), then to its max_samples; each row
+    left out is a counted skip (`source_weight`, `source_cap`)."""
+    for reason, limit in (("source_weight", round(spec.weight * len(rows))), ("source_cap", spec.max_samples)):
+        if limit is not None and len(rows) > limit:
+            keep = set(rng.sample(range(len(rows)), limit))
+            for i, row in enumerate(rows):
+                if i not in keep:
+                    skip(spec.name, reason, f"id={row['id']}")
+            rows = [row for i, row in enumerate(rows) if i in keep]
+    return rows
 
 
 def _clear(output_dir: Path) -> None:
@@ -403,14 +408,7 @@ def build_text(mixture: Mixture, output_dir, config_path: str | None = None) -> 
                 if tokens_of[r["id"]] > mixture.max_tokens:
                     skip(spec.name, "over_max_tokens", f"id={r['id']} ({tokens_of[r['id']]} tokens)")
             rows = [r for r in rows if tokens_of[r["id"]] <= mixture.max_tokens]
-        for reason, limit in (("source_weight", round(spec.weight * len(rows))), ("source_cap", spec.max_samples)):
-            if limit is not None and len(rows) > limit:
-                keep = set(rng.sample(range(len(rows)), limit))
-                for i, r in enumerate(rows):
-                    if i not in keep:
-                        skip(spec.name, reason, f"id={r['id']}")
-                rows = [r for i, r in enumerate(rows) if i in keep]
-        by_source[spec.name] = rows
+        by_source[spec.name] = _weight_and_cap(spec, rows, rng, skip)
 
     token_report: dict[str, dict] = {}
     if any(s.token_ratio for s in mixture.sources):
