@@ -2,6 +2,16 @@
 
 from genstruct_train.generation import SamplingParams
 
+# prompts of different lengths (padded together in batches) for every backend's tests
+PROMPTS = [
+    "Hello",
+    "The capital of France is a city with a long history, and its river is called",
+    "a b c",
+    "Photosynthesis converts light energy into chemical energy stored in glucose. Plants",
+    "Why?",
+    "One two three four five six",
+]
+
 
 def check_seeded_samples(gen, prompts: list[str]) -> None:
     """n seeded samples per prompt: the same seed gives the same samples, the samples of a prompt differ,

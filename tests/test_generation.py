@@ -7,21 +7,12 @@ import shutil
 
 import pytest
 import torch
-from backend_checks import check_seeded_samples
+from backend_checks import PROMPTS, check_seeded_samples
 
 from genstruct_train.errors import GenstructError
 from genstruct_train.formats import get_format
 from genstruct_train.generation import SamplingParams, load_generator
 from genstruct_train.tokenization import prompt_text
-
-PROMPTS = [
-    "Hello",
-    "The capital of France is a city with a long history, and its river is called",
-    "a b c",
-    "Photosynthesis converts light energy into chemical energy stored in glucose. Plants",
-    "Why?",
-    "One two three four five six",
-]
 
 
 @pytest.fixture(scope="module")

@@ -11,19 +11,11 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM is installed in .venv-vllm only (make test-vllm)")
 pytestmark = pytest.mark.vllm
 
-from backend_checks import check_seeded_samples
+from backend_checks import PROMPTS, check_seeded_samples
 
 from genstruct_train.generation import SamplingParams, load_generator
 from genstruct_train.testing import VLLM_TINY_MISTRAL, build_tiny_mistral
 
-PROMPTS = [
-    "Hello",
-    "The capital of France is a city with a long history, and its river is called",
-    "a b c",
-    "Photosynthesis converts light energy into chemical energy stored in glucose. Plants",
-    "Why?",
-    "One two three four five six",
-]
 ENGINE = {"dtype": "float32", "max_model_len": 1024, "kv_cache_memory_bytes": 128 << 20,
           "enforce_eager": True, "in_process": True}
 
