@@ -1,7 +1,8 @@
 """Multi-node launch files: the accelerate configs load with accelerate's own loader, and the Slurm script
 assembles, on every node, an `accelerate launch` command line that accelerate's parser accepts. Slurm is not
 installed here: `srun` and `scontrol` are replaced by two-line shell stand-ins that run the script's per-node
-command for ranks 0 and 1 and list two hosts; `accelerate` by one that records its arguments."""
+command for ranks 0 and 1 and list two hosts (then a long tail of others); `accelerate` by one that records
+its arguments."""
 
 import os
 import shlex
@@ -32,7 +33,8 @@ def test_slurm_script_launches_one_accelerate_per_node(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stubs = {
-        "scontrol": 'printf "gpu-a\\ngpu-b\\n"',
+        # a long host list (a 2 MB pipe): a reader that stops after the first line would kill it with SIGPIPE
+        "scontrol": 'printf "gpu-a\\ngpu-b\\n"; seq -f "node-%g" 200000',
         "srun": 'while [[ $1 == --* ]]; do shift; done; for r in 0 1; do SLURM_PROCID=$r "$@"; done',  # drop its options
         "accelerate": f'echo "$@" >> {tmp_path}/launches',
     }
