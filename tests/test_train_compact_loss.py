@@ -112,3 +112,25 @@ def test_gradients_and_entropy_equal_autograd(bias):
     assert results[1][1].min() > 0.1  # a real entropy to compare (peaked: logits of std ~4)
     for i, (ours, ref) in enumerate(zip(*results)):  # entropy (a logged metric, from a difference ~ the logits): 1e-5
         torch.testing.assert_close(ours, ref, atol=1e-5 if i == 1 else 1e-6, rtol=1e-5)
+
+
+def test_top1_ties_break_to_the_first_index_as_trl():
+    """is_top1 without argmax: a target at its row's maximum counts unless an earlier vocabulary entry ties it.
+    Tied rows of the head (duplicated embeddings) against TRL's own chunked log-prob function (its torch path)."""
+    from trl.kernels.chunked_logprob import ChunkedLogProbFunction
+
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(64, 8, generator=g)
+    h = torch.randn(12, 8, generator=g)
+    top = (h @ w[:40].t()).argmax(-1)
+    w[40:52] = w[top]  # each row's maximum (below 40) tied at 40 + row, and nothing above it
+    w[52:] = w[top[0]] * 0.5
+    assert torch.equal((h @ w.t()).argmax(-1), top)
+    t = torch.arange(40, 52)
+    t[:4] = top[:4]  # the first index of a tie: top-1
+    t[4:8] = 40 + torch.arange(4, 8)  # a later index of a tie when top < 40: not top-1
+    t[8:] = torch.randint(0, 64, (4,), generator=g)
+    _, _, is_top1 = compact_log_probs(h, w, None, t, 5)
+    ref = ChunkedLogProbFunction.apply(h, w, None, t, 1.0, 16, None, 1.0, ("is_top1",))[4]
+    assert torch.equal(is_top1, ref)
+    assert is_top1[:4].all() and not is_top1[4:8].any()
