@@ -532,12 +532,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="training steps per section (default: 10, dry run 3)")
     p.add_argument("--batch", type=int, help="per-device training batch (default: 4, the recipe's)")
     p.add_argument("--attn-implementation", default="sdpa",
-                   help="attention of the training sections (default sdpa; e.g. flex_attention, flash_attention_2)")
+                   help="attention of the training sections (default sdpa; e.g. sdpa_varlen, flex_attention, "
+                   "flash_attention_2)")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep the saved generation checkpoint")
     p.add_argument("--fail-section", help=argparse.SUPPRESS)  # tests: this section raises, the others still run
     args = p.parse_args(argv)
 
     import torch
+
+    if args.attn_implementation == "sdpa_varlen":  # registered with transformers when its module is imported
+        importlib.import_module("genstruct_train.train.varlen_attention")
 
     start = time.monotonic()
     deadline = start + args.time_limit
