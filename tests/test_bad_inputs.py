@@ -178,6 +178,20 @@ CASES = [
     Case("genstruct-train", "synth-model-truncated", [*SYN[:2], "{res}/truncated-model", *SYN[3:]], 2,
          E + "{res}/truncated-model/model.safetensors: truncated or corrupt safetensors file (HALF bytes, its "
          "tensors need FULL bytes): save or download it again"),
+    # the methods with their own loop check the user's input before the model loads (here: no model at all)
+    Case("genstruct-train", "synth-self-instruct-count", [*SYN[:2], "{tmp}/no-model", *SYN[5:], "--method",
+         "self-instruct", "--self-instruct-num-instructions", "0"], 2, E + "--self-instruct-* counts must be >= 1"),
+    Case("genstruct-train", "synth-self-instruct-seeds", [*SYN[:2], "{tmp}/no-model", *SYN[5:], "--method",
+         "self-instruct", "--self-instruct-seed-tasks", "{tmp}/nope.jsonl"], 2,
+         E + "{tmp}/nope.jsonl: cannot read file: No such file or directory"),
+    Case("genstruct-train", "synth-ada-instruct-count", [*SYN[:2], "{tmp}/no-model", *SYN[5:], "--method",
+         "ada-instruct", "--ada-instruct-task", "gsm8k", "--ada-instruct-num", "0"], 2,
+         E + "--ada-instruct-num, --ada-instruct-samples-per-chunk and --chunk-size must be >= 1"),
+    Case("genstruct-train", "synth-synthesizer-rounds", [*SYN[:2], "{tmp}/no-model", *SYN[3:], "--method",
+         "synthesizer", "--synthesizer-rounds", "0"], 2,
+         E + "--synthesizer-rounds, --chunk-size and --synthesizer-max-model-len must be >= 1"),
+    Case("genstruct-train", "synth-synthesizer-corpus", [*SYN[:2], "{tmp}/no-model", "--corpus", "{tmp}/nope.jsonl",
+         *SYN[5:], "--method", "synthesizer"], 2, E + "corpus file '{tmp}/nope.jsonl' does not exist"),
     Case("genstruct-train", "synth-data-dir-missing", ["synthesize", "--model", M, "--output", "{tmp}/out"], 2,
          E + "GENSTRUCT_DATA_DIR '{tmp}/no-data' is not a directory", env={"GENSTRUCT_DATA_DIR": "{tmp}/no-data"}),
     # ------------------------------------------------------------------ filters

@@ -213,20 +213,30 @@ def write_responses(teacher, task: str, out: Path, instructions: list[dict], sam
     return job.totals()
 
 
-def run(args, generator) -> int:
+def prepare(args) -> dict:
+    """The counts and output directory checked (GenstructError), before the model loads."""
+    from .run import job_manifest, open_job, sampling_from_args
+
+    if min(args.ada_instruct_num, args.ada_instruct_samples_per_chunk, args.chunk_size) < 1:
+        raise GenstructError("--ada-instruct-num, --ada-instruct-samples-per-chunk and --chunk-size must be >= 1")
+    sampling = sampling_from_args(args, SAMPLE_DEFAULTS, n=args.ada_instruct_samples_per_chunk)
+    manifest = job_manifest(args, sampling)
+    open_job(args.output, manifest, write=False)
+    return {"sampling": sampling, "manifest": manifest}
+
+
+def run(args, generator, job: dict) -> int:
     from dataclasses import replace
 
     from ..generation import from_args
     from ..io import read_jsonl, write_jsonl
-    from .run import job_manifest, open_job, sampling_from_args, write_report
+    from .run import open_job, sampling_from_args, write_report
     from .similarity import Embedder
 
     task, target, per_chunk = args.ada_instruct_task, args.ada_instruct_num, args.ada_instruct_samples_per_chunk
-    if min(target, per_chunk, args.chunk_size) < 1:
-        raise GenstructError("--ada-instruct-num, --ada-instruct-samples-per-chunk and --chunk-size must be >= 1")
     max_chunks = args.ada_instruct_max_chunks or max(10, 20 * target // per_chunk)
-    sampling = sampling_from_args(args, SAMPLE_DEFAULTS, n=per_chunk)
-    out = open_job(args.output, job_manifest(args, sampling))
+    sampling = job["sampling"]
+    out = open_job(args.output, job["manifest"])
     embedder = Embedder(args.ada_instruct_embedding_model)
     start = time.perf_counter()
     try:

@@ -246,8 +246,9 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise GenstructError(f"--limit must be >= 1 (leave it out for the whole corpus), got {args.limit}")
     module = load_method(args.method)
-    if hasattr(module, "run"):  # non-corpus method: its own loop
-        code = int(module.run(args, from_args(args)) or 0) or check_accepted(Path(args.output))
+    if hasattr(module, "run"):  # non-corpus method: its own loop; the user's input checked before the model loads
+        job = module.prepare(args)
+        code = int(module.run(args, from_args(args), job) or 0) or check_accepted(Path(args.output))
         return hub_dataset.finish(args, args.output, code)
 
     shard = parse_shard(args.shard)

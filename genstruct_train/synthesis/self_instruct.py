@@ -308,21 +308,32 @@ def _run_stage(generator, out: Path, name: str, items: list[dict], prompt_of, sa
     return sorted(_rows(job, "synthesized"), key=lambda r: r["k"]), job.totals()
 
 
-def run(args, generator) -> int:
-    from ..generation import SamplingParams
-    from ..io import read_jsonl, write_jsonl
+def prepare(args) -> dict:
+    """The seed tasks, counts and output directory checked (GenstructError), before the model loads."""
     from ..paths import data_dir
-    from .run import job_manifest, open_job, sampling_from_args, write_report
+    from .run import job_manifest, open_job, sampling_from_args
 
     seeds_path = args.self_instruct_seed_tasks or data_dir() / "baselines" / "self-instruct" / "seed_tasks.jsonl"
     seeds = read_seed_tasks(seeds_path)
-    target = args.self_instruct_num_instructions
-    per_batch = args.self_instruct_requests_per_batch
-    max_requests = args.self_instruct_max_requests or 20 * target
-    if min(target, per_batch, max_requests, args.self_instruct_max_instances) < 1:
+    max_requests = args.self_instruct_max_requests or 20 * args.self_instruct_num_instructions
+    if min(args.self_instruct_num_instructions, args.self_instruct_requests_per_batch, max_requests,
+           args.self_instruct_max_instances) < 1:
         raise GenstructError("--self-instruct-* counts must be >= 1")
     sampling = sampling_from_args(args, BOOTSTRAP_DEFAULTS, n=1)
-    out = open_job(args.output, job_manifest(args, sampling, seed_tasks=str(seeds_path)))
+    manifest = job_manifest(args, sampling, seed_tasks=str(seeds_path))
+    open_job(args.output, manifest, write=False)
+    return {"seeds_path": seeds_path, "seeds": seeds, "max_requests": max_requests, "sampling": sampling,
+            "manifest": manifest}
+
+
+def run(args, generator, job: dict) -> int:
+    from ..generation import SamplingParams
+    from ..io import read_jsonl, write_jsonl
+    from .run import open_job, write_report
+
+    seeds_path, seeds, sampling, max_requests = job["seeds_path"], job["seeds"], job["sampling"], job["max_requests"]
+    target, per_batch = args.self_instruct_num_instructions, args.self_instruct_requests_per_batch
+    out = open_job(args.output, job["manifest"])
     cap = args.max_new_tokens
     clf_sampling = SamplingParams(max_new_tokens=3, temperature=0.0, stop=["\n", "Task"])
 

@@ -101,35 +101,44 @@ def round_slices(count: int, rounds: int) -> list[range]:
     return [range(min(r * size, count), min((r + 1) * size, count)) for r in range(rounds)]
 
 
-def run(args, generator) -> int:
+def prepare(args) -> dict:
+    """The checkpoint's format, the counts, the corpus and the output directory checked (GenstructError),
+    before the model loads."""
+    from ..io import file_sha256
+    from ..paths import data_dir
+    from . import run as runner
+    from .corpus import parse_shard, read_corpus
+
+    check_checkpoint_format(args)
+    if args.synthesizer_rounds < 1 or args.chunk_size < 1 or args.synthesizer_max_model_len < 1:
+        raise GenstructError("--synthesizer-rounds, --chunk-size and --synthesizer-max-model-len must be >= 1")
+    shard = parse_shard(args.shard)
+    corpus_path = str(args.corpus or data_dir() / "corpus" / "wiki-paragraphs.jsonl")
+    corpus = read_corpus(corpus_path, limit=args.limit, shard=shard)
+    sampling = runner.sampling_from_args(args, DEFAULTS)
+    manifest = runner.job_manifest(args, sampling, corpus_sha256=file_sha256(corpus_path), limit=args.limit,
+                                   shard=f"{shard[0]}/{shard[1]}", overlong=args.overlong)
+    runner.open_job(args.output, manifest, write=False)
+    return {"shard": shard, "corpus_path": corpus_path, "corpus": corpus, "sampling": sampling, "manifest": manifest}
+
+
+def run(args, generator, job: dict) -> int:
     """One corpus job (synthesis/run.py's loop); with several rounds, one per corpus slice, chained."""
     import sys
     from collections import Counter
     from pathlib import Path
 
-    from ..io import file_sha256, read_jsonl, write_jsonl
-    from ..paths import data_dir
+    from ..io import read_jsonl, write_jsonl
     from . import run as runner
-    from .corpus import Corpus, parse_shard, read_corpus
+    from .corpus import Corpus
 
-    try:
-        check_checkpoint_format(args)
-    except GenstructError:
-        generator.close()
-        raise
-    rounds = args.synthesizer_rounds
-    if rounds < 1 or args.chunk_size < 1 or args.synthesizer_max_model_len < 1:
-        raise GenstructError("--synthesizer-rounds, --chunk-size and --synthesizer-max-model-len must be >= 1")
     if generator.tokenizer is None:
+        generator.close()
         raise GenstructError("method 'synthesizer' renders prompts with the model's tokenizer: give --tokenizer")
     module = sys.modules[__name__]
-    shard = parse_shard(args.shard)
-    corpus_path = str(args.corpus or data_dir() / "corpus" / "wiki-paragraphs.jsonl")
-    corpus = read_corpus(corpus_path, limit=args.limit, shard=shard)
-    sampling = runner.sampling_from_args(args, DEFAULTS)
-    out = runner.open_job(args.output, runner.job_manifest(
-        args, sampling, corpus_sha256=file_sha256(corpus_path), limit=args.limit,
-        shard=f"{shard[0]}/{shard[1]}", overlong=args.overlong))
+    rounds, shard, corpus_path, corpus, sampling = (args.synthesizer_rounds, job["shard"], job["corpus_path"],
+                                                    job["corpus"], job["sampling"])
+    out = runner.open_job(args.output, job["manifest"])
     try:
         if rounds == 1:
             write_jsonl(Path(out) / "chain.jsonl", [_chain_row(p) for p in corpus.passages])
