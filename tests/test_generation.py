@@ -63,6 +63,13 @@ def test_stop_strings_cut_exactly_per_sequence(gen):
     assert len(cut[1][0].token_ids) < len(full[1][0].token_ids)
     # the other sequences in the same batch are untouched
     assert [cut[i][0] for i in (0, 2)] == [full[i][0] for i in (0, 2)]
+    # the backend keeps one stop criterion per set of stop strings: the same stops again, then other stops
+    again = gen.generate(PROMPTS[:3], SamplingParams(max_new_tokens=16, stop=[stop, "never-there"]), progress=False)
+    assert again == cut
+    other = texts[0][len(texts[0]) // 2:][:3]
+    assert other and other not in texts[1]
+    cut0 = gen.generate(PROMPTS[:2], SamplingParams(max_new_tokens=16, stop=[other]), progress=False)
+    assert cut0[0][0].text == texts[0][:texts[0].find(other)] and cut0[1][0] == full[1][0]
 
 
 def test_eos_from_generation_config(gen, tiny_model_dir, tmp_path):

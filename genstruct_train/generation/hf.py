@@ -68,6 +68,7 @@ class HFGenerator(Generator):
         self.pad_id = pad if pad is not None else (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                                                    else min(self.eos_ids))
         self.bf16_head = self._bf16_head() if bf16_head else None
+        self._stop_criteria = {}  # stop strings -> StopStringCriteria (~80 ms to build on a 32k vocabulary)
         # the KV cache's keyword: `cache` from transformers 5.20 (`past_key_values` before: vLLM's env has 5.19)
         import inspect
 
@@ -157,7 +158,11 @@ class HFGenerator(Generator):
 
         hidden = self.bf16_head is not None and sampling.greedy  # the bf16 head picks from hidden states
         pick = self._bf16_argmax if hidden else fast_argmax if sampling.greedy else self._sampler(sampling)
-        stop = StopStringCriteria(self.tokenizer, sampling.stop) if sampling.stop else None
+        stop = None
+        if sampling.stop:  # stateless between calls: built once per set of stop strings
+            key = tuple(sampling.stop)
+            stop = self._stop_criteria.get(key) or self._stop_criteria.setdefault(
+                key, StopStringCriteria(self.tokenizer, list(key)))
         eos = torch.tensor(sorted(self.eos_ids), device=self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
