@@ -9,11 +9,12 @@ with one that keeps TRL's contract (`model(..., fused_lm_head=True)` -> `FusedCa
 gradient accumulation, token averaging across ranks, metrics) is unchanged, but:
 
 - only positions whose label is not -100 go through the LM head (`h[mask] @ W.T`);
-- in tiles of `tile_rows(vocab)` rows (each tile's logits well under glibc's 32 MiB mmap ceiling, so the
-  heap reuses the same memory);
+- in tiles of `tile_rows(vocab)` rows, all computed into one logits buffer (a fresh `[rows x vocab]` result
+  per tile came back from the allocator as new, kernel-zeroed pages);
 - the gradients of the summed log-likelihood are computed tile by tile in the forward (softmax - onehot), so
   no logits are kept for the backward; entropy and top-1 come from the same tiles without gradient (entropy
-  as logsumexp - h . (softmax @ W), reusing the gradient's matmul, when there is no bias).
+  as logsumexp - h . (softmax @ W), reusing the gradient's matmul, when there is no bias; top-1 from the row
+  maximum, with TRL's first-index rule for ties).
 
 The backward scales the stashed gradients when the upstream gradient is the same on every token (the NLL
 loss: -1/num_items), and otherwise recomputes the tiles (e.g. DFT's per-token weights), so it is exact.
@@ -26,7 +27,7 @@ import types
 
 import torch
 
-TILE_BYTES = 16 << 20  # fp32 logits per tile: under glibc's 32 MiB mmap ceiling; 128+ rows keep the matmuls efficient
+TILE_BYTES = 16 << 20  # fp32 logits per tile (the buffer): 128+ rows keep the matmuls efficient
 
 
 def tile_rows(vocab_size: int) -> int:
