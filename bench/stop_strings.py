@@ -38,7 +38,7 @@ def main() -> None:
     outputs = {}
     chunks = [prompts[i:i + args.batch_size] for i in range(0, len(prompts), args.batch_size)]  # one batch each
     for _ in range(args.reps):
-        for side in runs:
+        for side, times in runs.items():
             gen._stop_criteria.clear()
             wall, cpu = time.perf_counter(), time.process_time()
             out = []
@@ -46,7 +46,7 @@ def main() -> None:
                 if side.startswith("per batch"):  # the old behaviour: a new criterion for every batch
                     gen._stop_criteria.clear()
                 out += gen.generate(chunk, sampling, progress=False)
-            runs[side].append((time.perf_counter() - wall, time.process_time() - cpu))
+            times.append((time.perf_counter() - wall, time.process_time() - cpu))
             outputs[side] = out
     assert outputs["per batch (before)"] == outputs["per stop set (now)"]
     print(f"tiny Mistral, {args.prompts} prompts, batch {args.batch_size}, 3 new tokens, 1 thread, torch "
