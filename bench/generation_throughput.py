@@ -11,7 +11,7 @@ produced the naive loop's tokens. vLLM runs where
 it is installed (.venv-vllm); its engine start is not timed.
 
     python bench/generation_throughput.py [--prompts 64] [--max-new-tokens 32] [--batch-size 64]
-        [--hidden-size 64] [--layers 2] [--heads 2] [--reps 3] [--no-vllm] [--continuous]
+        [--hidden-size 64] [--layers 2] [--heads 2] [--reps 3] [--no-vllm] [--continuous] [--kv-cat]
         [--threads N] [--json FILE]
 """
 
@@ -38,6 +38,7 @@ NAIVE = "naive loop (generate per prompt)"
 HF = "hf backend (batched, own decode loop)"
 HF_BF16 = "hf backend, --bf16-head"
 HF_BEFORE = "hf backend before (batched model.generate)"
+HF_CAT = "hf backend, KV cache grown by torch.cat"
 VLLM = "vllm backend"
 CONTINUOUS = "transformers generate_batch (continuous)"
 
@@ -79,6 +80,18 @@ def continuous(model, encoded, max_new_tokens, eos_id, pad_id):
     return [by_prompt[tuple(ids)] for ids in encoded]
 
 
+def without_reserved_cache(gen, prompts, sampling):
+    """The hf backend with transformers' DynamicCache as it is (each step appends with torch.cat), not the
+    cache with room reserved for the new tokens (genstruct_train/generation/reserved_cache.py)."""
+    from genstruct_train.generation import reserved_cache
+
+    reserve, reserved_cache.reserve = reserved_cache.reserve, lambda cache, extra: cache
+    try:
+        return gen.generate(prompts, sampling, progress=False)
+    finally:
+        reserved_cache.reserve = reserve
+
+
 def until_eos(ids, eos_id):
     return ids[:ids.index(eos_id)] if eos_id in ids else ids
 
@@ -117,6 +130,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of every method")
     parser.add_argument("--no-vllm", action="store_true", help="skip the vllm backend")
     parser.add_argument("--continuous", action="store_true", help="also time model.generate_batch")
+    parser.add_argument("--kv-cat", action="store_true", help="also time the hf backend without its reserved KV cache")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
@@ -141,6 +155,8 @@ def main() -> None:
             HF: lambda: [c[0].token_ids for c in gen.generate(prompts, sampling, progress=False)],
             HF_BF16: lambda: [c[0].token_ids for c in gen_bf16.generate(prompts, sampling, progress=False)],
         }
+        if args.kv_cat:
+            methods[HF_CAT] = lambda: [c[0].token_ids for c in without_reserved_cache(gen, prompts, sampling)]
         if args.continuous:
             methods[CONTINUOUS] = lambda: [until_eos(c, eos) for c in continuous(
                 gen.model, encoded, args.max_new_tokens, eos, gen.pad_id)]

@@ -5,7 +5,7 @@ sequences and `max_batch_tokens` padded tokens, each batch holding prompts no sh
 `bucket_ratio` x its longest: little padding, and long prompts come in smaller batches. Results come
 back in the caller's order. A batch is prefilled in groups of prompts of similar length (less padding;
 the `n` samples of a prompt share its prefill), the groups' caches joined into one left-padded
-DynamicCache, then decoded one forward pass per step: greedy is an argmax (no softmax
+DynamicCache with room reserved for the new tokens (reserved_cache.py), then decoded one forward pass per step: greedy is an argmax (no softmax
 or logits processors), sampling applies `generate`'s temperature/top-k/top-p warpers and
 torch.multinomial; a row that emits EOS (from the checkpoint's generation_config) or completes a stop
 string (transformers' StopStringCriteria, on ids) leaves the batch and its cache, and the text is then
@@ -15,8 +15,8 @@ rescored in fp32, so the ids stay the fp32 ones.
 
 Measured with bench/generation_throughput.py (BENCHMARKS.md): this loop vs the batched
 `model.generate` it replaced, and vs transformers 5's continuous batching (`generate_batch`, slower
-than padded batching on CPU). A StaticCache saved the DynamicCache's per-step `torch.cat` (up to ~15%
-on the 64-wide model, ranges overlapping) but cannot drop finished rows, so the cache is dynamic."""
+than padded batching on CPU). transformers' StaticCache also saves the DynamicCache's per-step `torch.cat`
+but cannot drop finished rows (and attends over its whole length); the reserved cache does both."""
 
 from __future__ import annotations
 
@@ -156,6 +156,8 @@ class HFGenerator(Generator):
         import torch
         from transformers import StopStringCriteria
 
+        from .reserved_cache import reserve
+
         hidden = self.bf16_head is not None and sampling.greedy  # the bf16 head picks from hidden states
         pick = self._bf16_argmax if hidden else fast_argmax if sampling.greedy else self._sampler(sampling)
         stop = None
@@ -167,6 +169,9 @@ class HFGenerator(Generator):
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             x, cache = self._prefill(hidden, ids, mask, pos)
+            reserve(cache, sampling.max_new_tokens)  # steps write into it in place (no torch.cat of the cache)
+            width = mask.shape[1]
+            mask = torch.cat([mask, mask.new_ones(len(mask), sampling.max_new_tokens)], dim=1)  # and the mask's room
             if sampling.n > 1:
                 x, mask, pos = (t.repeat_interleave(sampling.n, 0) for t in (x, mask, pos))
                 cache.batch_repeat_interleave(sampling.n)
@@ -185,8 +190,8 @@ class HFGenerator(Generator):
                     rows, nxt, mask, pos = rows[keep], nxt[keep], mask[keep], pos[keep]
                     cache.batch_select_indices(keep)
                 pos = pos[:, -1:] + 1
-                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-                x = self._last(hidden, cache, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos)
+                x = self._last(hidden, cache, input_ids=nxt[:, None], attention_mask=mask[:, :width + step + 1],
+                               position_ids=pos)
         return out[:, :step + 1]
 
     def _prefill(self, hidden: bool, ids, mask, pos, tight: float = 0.9):
