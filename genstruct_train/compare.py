@@ -22,11 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import GenstructError
-from .io import read_json, read_jsonl, write_json, write_jsonl
+from .io import decode_text, parse_yaml, read_json, read_jsonl, write_json, write_jsonl
 from .paths import REPO_ROOT
 from .provenance import provenance
 from .stages import StageRunner, run_command, stage_key
@@ -100,9 +99,10 @@ class Experiment(_Strict):
 def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     try:
-        raw = yaml.safe_load(os.path.expandvars(path.read_text(encoding="utf-8")))
+        data = path.read_bytes()
     except OSError as e:
         raise GenstructError(f"cannot read experiment config {path}: {e.strerror}") from None
+    raw = parse_yaml(os.path.expandvars(decode_text(data, path)), path)
     try:
         return Experiment.model_validate(raw)
     except ValidationError as e:

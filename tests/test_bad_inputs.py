@@ -129,6 +129,8 @@ E = "genstruct-train: error: "
 SFT = ["--config", str(REPO / "recipes" / "tiny" / "sft.yaml"), "--output_dir", "{tmp}/sft"]
 DATA = ["--dataset_path", "{res}/train-data"]
 RANGE = "sft.py: error: recipe key "
+BAD_YAML = ("{res}/bad.yaml:2: invalid YAML: expected ',' or ']', but got '<stream end>' (column 1; while parsing a "
+            "flow sequence from line 1)")
 
 CASES = [
     # ------------------------------------------------------------------ synthesize: options
@@ -333,6 +335,8 @@ CASES = [
         ("badjson", ["--source", "jsonl", "--path", "{res}/synth-badrej/rejected.jsonl", "--output", "{tmp}/d"],
          ("{res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes "
          "(column 2)")),
+        ("mixture-bad-yaml", ["--config", "{res}/bad.yaml", "--output", "{tmp}/d"], BAD_YAML),
+        ("mixture-latin1", ["--config", "{res}/latin1.yaml", "--output", "{tmp}/d"], "{res}/latin1.yaml:2: " + LATIN),
     ]],
     # ------------------------------------------------------------------ recipes/sft.py (checked before a model loads)
     *[Case("sft", f"sft-{name}", [*SFT, *DATA, *argv], 2, msg) for name, argv, msg in [
@@ -367,9 +371,14 @@ CASES = [
          "sft.py: error: {res}/latin1.yaml:2: " + LATIN),
     Case("sft", "sft-recipe-list", ["--config", "{res}/list.yaml"], 2,
          "sft.py: error: {res}/list.yaml: a recipe must be a YAML mapping of keys to values"),
+    Case("sft", "sft-recipe-bad-yaml", ["--config", "{res}/bad.yaml"], 2, "sft.py: error: " + BAD_YAML),
     # ------------------------------------------------------------------ eval/compare.py
     Case("compare", "compare-config-missing", ["--config", "{tmp}/none.yaml", "--output", "{tmp}/c"], 2,
          "compare: error: cannot read experiment config {tmp}/none.yaml: No such file or directory"),
+    Case("compare", "compare-bad-yaml", ["--config", "{res}/bad.yaml", "--output", "{tmp}/c"], 2,
+         "compare: error: " + BAD_YAML),
+    Case("compare", "compare-latin1", ["--config", "{res}/latin1.yaml", "--output", "{tmp}/c"], 2,
+         "compare: error: {res}/latin1.yaml:2: " + LATIN),
     Case("compare", "compare-unknown-key", ["--config", "{res}/exp-unknown.yaml", "--output", "{tmp}/c"], 2,
          "compare: error: {res}/exp-unknown.yaml: num_instructions: Field required; synthesizer: Field required; "
          "base: Field required; methods: Field required; downstream: Field required; eval: Field required; "

@@ -46,6 +46,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import GenstructError
+from ..io import decode_text, parse_yaml
 from ..paths import data_dir as shared_data_dir
 from .sources import QA_SOURCES, TEXT_SOURCES, check_source
 
@@ -154,18 +155,12 @@ def parse_mixture(raw: dict, origin: str, base_dir: Path) -> Mixture:
 
 
 def load_mixture(config_path: str | os.PathLike) -> Mixture:
-    import yaml
-
     path = Path(config_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise GenstructError(f"{path}: cannot read mixture: {e.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise GenstructError(f"{path}: invalid YAML: {e}") from None
-    return parse_mixture(raw, str(path), path.parent)
+    return parse_mixture(parse_yaml(decode_text(data, path), path), str(path), path.parent)
 
 
 def _expand(value: str, origin: str) -> str:

@@ -63,17 +63,12 @@ def _known_keys() -> set[str]:
 def read_recipe(config_path: str | Path, overrides: list[str] = ()) -> dict:
     """The recipe's keys and values (YAML, then `--key value` overrides as strings); fails on a key that
     no dataclass knows, naming it."""
-    import yaml
-
     path = Path(config_path)
     if not path.is_file():
         raise GenstructError(f"recipe not found: {path}")
-    from ..io import read_text
+    from ..io import parse_yaml, read_text
 
-    try:
-        recipe = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as e:
-        raise GenstructError(f"{path}: invalid YAML: {e}") from None
+    recipe = parse_yaml(read_text(path), path)
     if not isinstance(recipe, dict):
         raise GenstructError(f"{path}: a recipe must be a YAML mapping of keys to values")
     known = _known_keys()
