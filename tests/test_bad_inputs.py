@@ -93,6 +93,7 @@ def res(tmp_path_factory, tiny_model_dir):
     # recipes and experiments
     (r / "bad.yaml").write_text("learning_rate: [1, 2\n")
     (r / "list.yaml").write_text("- a\n- b\n")
+    (r / "mix-inf.yaml").write_text("format: text\nsources:\n  - {type: text, path: x.jsonl, token_ratio: .inf}\n")
     _latin1(r / "data" / "eval" / "gsm8k" / "test.jsonl", {"question": "What is 2 + 2?"})
     (r / "latin1.yaml").write_bytes(b"format: genstruct\noutput_dir: caf\xe9\n")
     _jsonl(r / "train-data" / "train.jsonl", [ROW])
@@ -336,6 +337,8 @@ CASES = [
          ("{res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes "
          "(column 2)")),
         ("mixture-bad-yaml", ["--config", "{res}/bad.yaml", "--output", "{tmp}/d"], BAD_YAML),
+        ("mixture-token-ratio-inf", ["--config", "{res}/mix-inf.yaml", "--output", "{tmp}/d"],
+         "{res}/mix-inf.yaml: invalid mixture: sources.0.token_ratio: Input should be a finite number"),
         ("mixture-latin1", ["--config", "{res}/latin1.yaml", "--output", "{tmp}/d"], "{res}/latin1.yaml:2: " + LATIN),
     ]],
     # ------------------------------------------------------------------ recipes/sft.py (checked before a model loads)

@@ -66,7 +66,7 @@ class SourceSpec(_Strict):
     name: str | None = None  # defaults to the type; must be unique in a mixture
     weight: float = Field(1.0, gt=0, le=1)
     max_samples: int | None = Field(None, ge=1)
-    token_ratio: float | None = Field(None, gt=0)  # format text: this source's share of the tokens
+    token_ratio: float | None = Field(None, gt=0, allow_inf_nan=False)  # format text: this source's share of the tokens
 
     @field_validator("type")
     @classmethod
