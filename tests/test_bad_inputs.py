@@ -178,6 +178,10 @@ CASES = [
          "synthesize"),
     Case("genstruct-train", "synth-model-missing", [*SYN[:2], "{tmp}/no-model", *SYN[3:]], 2,
          E + "model path '{tmp}/no-model' does not exist"),
+    Case("genstruct-train", "synth-model-not-a-model", [*SYN[:2], "{res}/empty-dir", *SYN[3:]], 2,
+         E + "model path '{res}/empty-dir' is not a model directory (no config.json)"),
+    Case("genstruct-train", "synth-adapter-not-an-adapter", [*SYN, "--adapter", "{res}/empty-dir"], 2,
+         E + "adapter path '{res}/empty-dir' is not a LoRA adapter directory (no adapter_config.json)"),
     Case("genstruct-train", "synth-model-truncated", [*SYN[:2], "{res}/truncated-model", *SYN[3:]], 2,
          E + "{res}/truncated-model/model.safetensors: truncated or corrupt safetensors file (HALF bytes, its "
          "tensors need FULL bytes): save or download it again"),
@@ -296,6 +300,8 @@ CASES = [
          "alpaca_farm needs a judge model: pass --judge (and --judge-backend)"),
         ("model-missing", ["--model", "{tmp}/no-model", "--benchmarks", "gsm8k", "--limit", "1", "--output", "{tmp}/e"],
          "model path '{tmp}/no-model' does not exist"),
+        ("model-not-a-model", ["--model", "{res}/afile", "--benchmarks", "gsm8k", "--limit", "1", "--output",
+                               "{tmp}/e"], "model path '{res}/afile' is not a model directory (no config.json)"),
         ("model-truncated", ["--model", "{res}/truncated-model", "--benchmarks", "gsm8k", "--limit", "1", "--output",
                              "{tmp}/e"], ("{res}/truncated-model/model.safetensors: truncated or corrupt safetensors "
          "file (HALF bytes, its tensors need FULL bytes): save or download it again")),

@@ -173,6 +173,10 @@ def resolve_model(model: str, adapter: str | None = None) -> tuple[str, str | No
         adapter = model
         model = json.loads((local / "adapter_config.json").read_text())["base_model_name_or_path"]
         check(model, f"base model of adapter {adapter!r}:")
+    for path, what, marker in ((model, "model path", "config.json"), (adapter, "adapter path", "adapter_config.json")):
+        if path is not None and Path(path).expanduser().exists() and not (Path(path).expanduser() / marker).is_file():
+            raise GenstructError(f"{what} {path!r} is not a {'model' if marker == 'config.json' else 'LoRA adapter'} "
+                                 f"directory (no {marker})")
     for path in (model, adapter):  # a truncated weights file: one line, not a loader traceback
         if path is not None and Path(path).expanduser().is_dir():
             for weights in sorted(Path(path).expanduser().glob("*.safetensors")):
