@@ -73,6 +73,7 @@ def res(tmp_path_factory, tiny_model_dir):
     pred = {"id": "q0", "setting": "direct", "group": "x", "output": "The answer is 4.", "gold": "4"}
     _jsonl(r / "pred.jsonl", [pred])
     _jsonl(r / "pred-missing.jsonl", [{k: v for k, v in pred.items() if k != "gold"}])
+    _jsonl(r / "pred-setting-list.jsonl", [pred, {**pred, "setting": ["direct"]}])
     _latin1(r / "pred-latin1.jsonl", pred)
     # a checkpoint whose model.safetensors was cut short
     shutil.copytree(tiny_model_dir, r / "truncated-model")
@@ -290,6 +291,9 @@ CASES = [
                                 "{tmp}/e"], "{res}/pred-latin1.jsonl:2: " + LATIN),
         ("predictions-field", ["--benchmarks", "gsm8k", "--predictions", "{res}/pred-missing.jsonl", "--output",
                                "{tmp}/e"], "{res}/pred-missing.jsonl:1: field 'gold': missing in a prediction row"),
+        ("predictions-setting-type", ["--benchmarks", "bbh", "--predictions", "{res}/pred-setting-list.jsonl",
+                                      "--output", "{tmp}/e"],
+         "{res}/pred-setting-list.jsonl:2: field 'setting': expected a string, got list"),
         ("limit-0", ["--model", M, "--benchmarks", "gsm8k", "--limit", "0", "--output", "{tmp}/e"],
          "--limit must be at least 1, got 0"),
         ("max-new-tokens-0", ["--model", M, "--benchmarks", "gsm8k", "--max-new-tokens", "0", "--output", "{tmp}/e"],

@@ -137,6 +137,9 @@ def read_predictions(path: str | Path) -> list[dict]:
         for key in ROW_FIELDS:
             if key not in row:
                 raise DataError("missing in a prediction row", path, line_no, key)
+        for key in ("setting", "group"):  # the keys scores are grouped by
+            if not isinstance(row[key], str):
+                raise DataError(f"expected a string, got {type(row[key]).__name__}", path, line_no, key)
         rows.append(row)
     if not rows:
         raise DataError("no prediction rows", path)
