@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import GenstructError
 from .io import decode_text, parse_yaml, read_json, read_jsonl, write_json, write_jsonl
@@ -79,21 +79,61 @@ class MethodSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    benchmarks: list[str]
-    limit: int | None = None
+    benchmarks: list[str] = Field(min_length=1)
+    limit: int | None = Field(None, ge=1)
     args: dict[str, Any] = Field(default_factory=dict)  # further eval/run.py options
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known_benchmarks(cls, v: list[str]) -> list[str]:
+        from .evaluation import BENCHMARKS
+
+        unknown = [b for b in v if b not in BENCHMARKS]
+        if unknown:
+            raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; valid: {', '.join(BENCHMARKS)}")
+        return v
 
 
 class Experiment(_Strict):
     name: str
     seed: int = 42
-    num_instructions: int  # K
+    num_instructions: int = Field(ge=1)  # K
     synthesizer: SynthesizerSpec
     base: BaseSpec
-    methods: list[MethodSpec]
+    methods: list[MethodSpec] = Field(min_length=1)
     downstream: TrainSpec
     eval: EvalSpec
     backend: str = "hf"
+
+    @model_validator(mode="after")
+    def _methods_and_references(self):
+        """Checked now, not when a stage reaches them hours later: method names (unique: each names its stage
+        directories), the synthesis method each runs, and the "@model" references it may use."""
+        from .generation import BACKENDS
+        from .synthesis.run import METHODS
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend: unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
+        names = [m.name for m in self.methods]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"methods: names must be unique, repeated: {', '.join(repeated)}")
+        for i, m in enumerate(self.methods):
+            method = m.args.get("method", m.name)
+            if method not in METHODS:
+                raise ValueError(f"methods.{i}: unknown method {method!r} (the name, or args.method); valid: "
+                                 f"{', '.join(METHODS)}")
+            _check_references(f"methods.{i}", {"model": m.model, **m.args},
+                              ("synthesizer", "base", *(("generator",) if m.generator else ())))
+        _check_references("eval.args", self.eval.args, ("synthesizer", "base"))
+        return self
+
+
+def _check_references(where: str, options: dict[str, Any], known: tuple[str, ...]) -> None:
+    for key, value in options.items():
+        if isinstance(value, str) and value.startswith("@") and value[1:] not in known:
+            raise ValueError(f"{where}.{key}: unknown model reference {value!r}; known here: "
+                             f"{', '.join('@' + k for k in known)}")
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -106,7 +146,9 @@ def load_experiment(path: str | Path) -> Experiment:
     try:
         return Experiment.model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        problems = "; ".join(": ".join(filter(None, (".".join(map(str, err["loc"])),
+                                                     err["msg"].removeprefix("Value error, "))))
+                             for err in e.errors())
         raise GenstructError(f"{path}: {problems}") from None
 
 

@@ -100,6 +100,10 @@ def res(tmp_path_factory, tiny_model_dir):
     _jsonl(r / "train-data" / "train.jsonl", [ROW])
     (r / "no-train").mkdir()
     (r / "exp-unknown.yaml").write_text("name: x\nsynthesiser: {checkpoint: y}\n")
+    tiny_exp = (REPO / "eval" / "experiments" / "tiny-cpu.yaml").read_text()
+    for name, (old, new) in EXPERIMENT_EDITS.items():  # the shipped tiny experiment, one value wrong
+        assert old in tiny_exp, old
+        (r / f"exp-{name}.yaml").write_text(tiny_exp.replace(old, new, 1))
     # a directory locked by another process for the whole module
     holder = subprocess.Popen(
         [sys.executable, "-c", ("import sys, time\nfrom genstruct_train.io import lock_output_dir\n"
@@ -109,6 +113,35 @@ def res(tmp_path_factory, tiny_model_dir):
     yield {"res": str(r), "model": str(tiny_model_dir), "pid": str(holder.pid)}
     holder.kill()
     holder.wait()
+
+
+# compare: checked before the first stage trains anything (they failed at their stage, hours later)
+EXPERIMENT_EDITS = {
+    "k-0": ("num_instructions: 24", "num_instructions: 0"),
+    "benchmark": ("benchmarks: [mmlu, gsm8k", "benchmarks: [mmlu, gsm9k"),
+    "limit-0": ("limit: 1", "limit: 0"),
+    "method-twice": ("name: self-instruct", "name: genstruct"),
+    "method-unknown": ("name: genstruct", "name: genstrut"),
+    "reference": ('model: "@synthesizer"', 'model: "@synth"'),
+    "generator-reference": ("{self-instruct-num-instructions", ('{ada-instruct-teacher: "@generator", '
+                            "self-instruct-num-instructions")),
+    "judge-reference": ('judge: "@base"', 'judge: "@bas"'),
+    "backend": ("seed: 42", "seed: 42\nbackend: vlm"),
+}
+EXPERIMENT_ERRORS = {
+    "k-0": "num_instructions: Input should be greater than or equal to 1",
+    "benchmark": "eval.benchmarks: unknown benchmark(s) gsm9k; valid: mmlu, gsm8k, bbh, tydiqa, codex_humaneval, "
+                 "alpaca_farm",
+    "limit-0": "eval.limit: Input should be greater than or equal to 1",
+    "method-twice": "methods: names must be unique, repeated: genstruct",
+    "method-unknown": "methods.0: unknown method 'genstrut' (the name, or args.method); valid: genstruct, synthesizer, "
+                      "self-instruct, ada-instruct",
+    "reference": "methods.0.model: unknown model reference '@synth'; known here: @synthesizer, @base",
+    "generator-reference": "methods.1.ada-instruct-teacher: unknown model reference '@generator'; known here: "
+                           "@synthesizer, @base",
+    "judge-reference": "eval.args.judge: unknown model reference '@bas'; known here: @synthesizer, @base",
+    "backend": "backend: unknown backend 'vlm'; valid: hf, vllm, openai",
+}
 
 
 @dataclass
@@ -396,6 +429,8 @@ CASES = [
          "compare: error: {res}/exp-unknown.yaml: num_instructions: Field required; synthesizer: Field required; "
          "base: Field required; methods: Field required; downstream: Field required; eval: Field required; "
          "synthesiser: Extra inputs are not permitted"),
+    *[Case("compare", f"compare-{name}", ["--config", f"{{res}}/exp-{name}.yaml", "--output", "{tmp}/c"], 2,
+           f"compare: error: {{res}}/exp-{name}.yaml: {msg}") for name, msg in EXPERIMENT_ERRORS.items()],
     Case("compare", "compare-output-file", ["--config", str(REPO / "eval" / "experiments" / "tiny-cpu.yaml"),
                                             "--output", "{res}/afile"], 2, "compare: error: " + AFILE),
     Case("compare", "compare-output-locked", ["--config", str(REPO / "eval" / "experiments" / "tiny-cpu.yaml"),
