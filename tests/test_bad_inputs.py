@@ -410,6 +410,9 @@ CASES = [
         ("dataset-no-train", ["--dataset_path", "{res}/no-train"],
          "sft.py: error: dataset_path {res}/no-train has no train.jsonl (make it with `genstruct-train data build`)"),
         ("merge-no-peft", ["--merge", "true"], "sft.py: error: merge: true only applies to LoRA training (use_peft: true)"),
+        ("lora-target-modules", ["--use_peft", "true", "--lora_target_modules", "q_prj"],  # the model loads first
+         RANGE + "lora_target_modules: Target modules q_prj not found in the base model. Please check the "
+         "target modules and try again."),
         ("format", ["--format", "alpaca"], "sft.py: error: unknown format 'alpaca'; valid formats: genstruct, synthesizer, tulu"),
     ]],
     Case("sft", "sft-recipe-missing", ["--config", "{tmp}/none.yaml"], 2, "sft.py: error: recipe not found: {tmp}/none.yaml"),
