@@ -65,6 +65,7 @@ def res(tmp_path_factory, tiny_model_dir):
                                                {**ROW, "user": "How do cells grow in size?"}])
     _jsonl(r / "synth" / "rejected.jsonl", [{**ROW, "reason": "no_question"}])
     _latin1(r / "synth-latin1" / "synthesized.jsonl", ROW)
+    _jsonl(r / "synth-wrongtype" / "synthesized.jsonl", [ROW, {**ROW, "user": 5}])
     _jsonl(r / "synth-badrej" / "synthesized.jsonl", [ROW])
     _jsonl(r / "synth-badrej" / "rejected.jsonl", [ROW, "{not json"])
     _jsonl(r / "synth-nopassage" / "synthesized.jsonl", [{"user": "What is it?", "assistant": "A thing."}])
@@ -288,6 +289,8 @@ CASES = [
          "filters: error: " + LOCKED),
     Case("filters", "filter-latin1", ["{res}/synth-latin1", "--filters", "format", "--output", "{tmp}/f"], 2,
          "filters: error: {res}/synth-latin1/synthesized.jsonl:2: " + LATIN),
+    Case("filters", "filter-wrong-type", ["{res}/synth-wrongtype", "--filters", "length", "--output", "{tmp}/f"], 2,
+         "filters: error: {res}/synth-wrongtype/synthesized.jsonl:2: field 'user': expected a string or null, got int"),
     Case("filters", "filter-bad-rejected", ["{res}/synth-badrej", "--filters", "format", "--output", "{tmp}/f"], 2,
          "filters: error: {res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in "
          "double quotes (column 2)"),
