@@ -236,6 +236,9 @@ CASES = [
          *SYN[5:], "--method", "synthesizer"], 2, E + "corpus file '{tmp}/nope.jsonl' does not exist"),
     Case("genstruct-train", "synth-data-dir-missing", ["synthesize", "--model", M, "--output", "{tmp}/out"], 2,
          E + "GENSTRUCT_DATA_DIR '{tmp}/no-data' is not a directory", env={"GENSTRUCT_DATA_DIR": "{tmp}/no-data"}),
+    Case("genstruct-train", "rationalize-limit-0", ["data", "rationalize", "--input", "{res}/train-data", "--teacher",
+                                                    "{tmp}/no-model", "--output", "{tmp}/r", "--limit", "0"], 2,
+         E + "--limit must be >= 1 (leave it out for every row), got 0"),
     # ------------------------------------------------------------------ filters
     *[Case("filters", f"filter-{name}", ["{res}/synth", "--filters", spec, "--output", "{tmp}/f"], 2,
            "filters: error: " + msg) for name, spec, msg in [

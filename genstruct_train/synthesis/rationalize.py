@@ -103,6 +103,8 @@ def run(args) -> int:
         raise GenstructError("give the teacher model: --teacher MODEL")
     if args.num_samples < 1 or args.chunk_size < 1:
         raise GenstructError("--num-samples and --chunk-size must be >= 1")
+    if args.limit is not None and args.limit < 1:
+        raise GenstructError(f"--limit must be >= 1 (leave it out for every row), got {args.limit}")
     fmt = get_format(args.format)
     temperature = args.temperature if args.temperature is not None else (0.0 if args.num_samples == 1 else 0.7)
     if temperature == 0 and args.num_samples > 1:
