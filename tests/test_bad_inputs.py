@@ -337,6 +337,9 @@ CASES = [
          "--limit must be at least 1, got 0"),
         ("max-new-tokens-0", ["--model", M, "--benchmarks", "gsm8k", "--max-new-tokens", "0", "--output", "{tmp}/e"],
          "--max-new-tokens must be >= 1, got 0"),
+        *[(f"{opt}-{value}", ["--model", M, "--benchmarks", "codex_humaneval", f"--{opt}", value, "--output", "{tmp}/e"],
+           f"--{opt} must be >= 1, got {value}")
+          for opt, value in (("batch-size", "0"), ("codex-samples", "0"), ("sandbox-workers", "0"))],
         ("data-dir", ["--model", M, "--benchmarks", "gsm8k", "--data-dir", "{tmp}/nodata", "--output", "{tmp}/e"],
          "--data-dir '{tmp}/nodata' is not a directory"),
         ("judge", ["--model", M, "--benchmarks", "alpaca_farm", "--output", "{tmp}/e"],

@@ -262,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
     from ..generation.base import check_sampling_args
 
     check_sampling_args(args)  # --max-new-tokens etc., before a model loads
+    for name in ("batch_size", "codex_samples", "sandbox_workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise GenstructError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     names = parse_benchmarks(args.benchmarks)
     if args.predictions:
         if len(names) != 1:
