@@ -388,6 +388,15 @@ CASES = [
         ("badjson", ["--source", "jsonl", "--path", "{res}/synth-badrej/rejected.jsonl", "--output", "{tmp}/d"],
          ("{res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes "
          "(column 2)")),
+        ("max-tokens-0", ["--source", "jsonl", "--path", "{res}/synth/synthesized.jsonl", "--max-tokens", "0",
+                          "--output", "{tmp}/d"], "--max-tokens must be >= 1, got 0"),
+        ("validation-fraction-1", ["--source", "jsonl", "--path", "{res}/synth/synthesized.jsonl",
+                                   "--validation-fraction", "1", "--output", "{tmp}/d"],
+         "--validation-fraction must be in (0, 1), got 1.0"),
+        ("format-text-for-qa", ["--source", "jsonl", "--path", "{res}/synth/synthesized.jsonl", "--format", "text",
+                                "--output", "{tmp}/d"],
+         ("--source jsonl: invalid mixture: source 'jsonl': type 'jsonl' does not fit format 'text' (its source types: "
+         "text, instruction)")),
         ("mixture-bad-yaml", ["--config", "{res}/bad.yaml", "--output", "{tmp}/d"], BAD_YAML),
         ("mixture-token-ratio-inf", ["--config", "{res}/mix-inf.yaml", "--output", "{tmp}/d"],
          "{res}/mix-inf.yaml: invalid mixture: sources.0.token_ratio: Input should be a finite number"),

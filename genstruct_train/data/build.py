@@ -67,7 +67,7 @@ def build_from_source(source: str, path, output_dir, format: str = "genstruct", 
     source_opts = {k: opts.pop(k) for k in list(opts) if k in source_keys}
     raw = {"format": format, **opts,
            "sources": [{"type": source, "path": None if path is None else str(path), **source_opts}]}
-    return build(parse_mixture(raw, "build_from_source", Path.cwd()), output_dir)
+    return build(parse_mixture(raw, f"--source {source}", Path.cwd()), output_dir)
 
 
 def build_from_mixture(config_path, output_dir, format: str | None = None) -> dict:
@@ -504,6 +504,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if (args.path is None) == (args.hub is None):
             raise GenstructError("--source needs exactly one of --path or --hub")
+        if args.max_tokens is not None and not args.max_tokens >= 1:
+            raise GenstructError(f"--max-tokens must be >= 1, got {args.max_tokens}")
+        if args.validation_fraction is not None and not 0 < args.validation_fraction < 1:
+            raise GenstructError(f"--validation-fraction must be in (0, 1), got {args.validation_fraction}")
         opts = {"tokenizer": args.tokenizer, "max_tokens": args.max_tokens, "seed": args.seed}
         if args.hub:
             opts.update(hub=args.hub, split=args.split)
