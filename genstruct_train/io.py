@@ -61,6 +61,14 @@ def parse_yaml(text: str, path: str | os.PathLike) -> Any:
         raise DataError(f"invalid YAML: {e.problem} (column {mark.column + 1}{where})", path, mark.line + 1) from None
 
 
+def check_output_not_input(output: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse an --output directory that is one of the command's inputs ({option: path}): writing there would
+    overwrite the input's own files."""
+    for option, path in inputs.items():
+        if path is not None and Path(path).resolve() == Path(output).resolve():
+            raise GenstructError(f"--output must differ from {option} ({str(path)!r}): it would overwrite its files")
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:

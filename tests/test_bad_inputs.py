@@ -373,6 +373,15 @@ CASES = [
          E + AFILE),
     Case("genstruct-train", "merge-output-locked", ["merge", "--adapter", "{res}/adapter", "--output", "{res}/locked"],
          2, E + LOCKED),
+    Case("genstruct-train", "merge-output-is-adapter", ["merge", "--adapter", "{res}/adapter", "--output",
+                                                        "{res}/adapter"], 2,
+         E + "--output must differ from --adapter ('{res}/adapter'): it would overwrite its files"),
+    Case("genstruct-train", "weight-diff-output-is-tuned", ["weight-diff", "make", "--base", "{tmp}/b", "--tuned",
+                                                            "{tmp}/t", "--output", "{tmp}/t"], 2,
+         E + "--output must differ from --tuned ('{tmp}/t'): it would overwrite its files"),
+    Case("genstruct-train", "weight-diff-output-is-base", ["weight-diff", "recover", "--base", "{tmp}/b", "--diff",
+                                                           "{tmp}/d", "--output", "{tmp}/b/"], 2,
+         E + "--output must differ from --base ('{tmp}/b'): it would overwrite its files"),
     # ------------------------------------------------------------------ data build
     *[Case("genstruct-train", f"build-{name}", ["data", "build", *argv], 2, E + msg) for name, argv, msg in [
         ("nothing", ["--output", "{tmp}/d"], "give either --config MIXTURE.yaml or --source with --path (or --hub)"),

@@ -161,6 +161,10 @@ def recover(base_dir: str | Path, diff_dir: str | Path, output: str | Path) -> d
 
 
 def run(args) -> int:
+    from ..io import check_output_not_input
+
+    check_output_not_input(args.output, {"--base": args.base, "--tuned": getattr(args, "tuned", None),
+                                         "--diff": getattr(args, "diff", None)})
     if args.action == "make":
         m = make(args.base, args.tuned, args.output)
         print(f"weight diff of {m['tensors']} tensors -> {args.output} (tuned sha256 {m['tuned_sha256'][:16]}...)")
