@@ -406,6 +406,8 @@ CASES = [
                                 "--output", "{tmp}/d"],
          ("--source jsonl: invalid mixture: source 'jsonl': type 'jsonl' does not fit format 'text' (its source types: "
          "text, instruction)")),
+        ("reads-its-output", ["--source", "jsonl", "--path", "{tmp}/d/train.jsonl", "--output", "{tmp}/d"],
+         "source 'jsonl' reads {tmp}/d/train.jsonl, a file this build writes: use another --output than '{tmp}/d'"),
         ("mixture-bad-yaml", ["--config", "{res}/bad.yaml", "--output", "{tmp}/d"], BAD_YAML),
         ("mixture-token-ratio-inf", ["--config", "{res}/mix-inf.yaml", "--output", "{tmp}/d"],
          "{res}/mix-inf.yaml: invalid mixture: sources.0.token_ratio: Input should be a finite number"),
@@ -568,6 +570,19 @@ def test_counted_data_build_skips_rows_missing_a_field(res, tmp_path, capsys, mo
     assert code == 0, err
     report = json.loads((tmp_path / "d" / "report.json").read_text())
     assert (report["read"], report["written"], report["skipped"]) == (3, 2, {"missing_field:assistant": 1})
+
+
+def test_data_build_never_overwrites_its_input(tmp_path, capsys, monkeypatch):
+    """--path DIR/train.jsonl --output DIR: refused, the input left as it was (it was replaced by the split rows)."""
+    rows = _jsonl(tmp_path / "d" / "train.jsonl", [ROW, {**ROW, "id": "p1", "user": "Why do cells grow?"}])
+    before = rows.read_bytes()
+    code, err = run_case("genstruct-train", ["data", "build", "--source", "jsonl", "--path", str(rows),
+                                             "--validation-fraction", "0.5", "--output", str(tmp_path / "d")],
+                         capsys, monkeypatch)
+    assert (code, err.strip().splitlines()[-1]) == (2, (
+        f"genstruct-train: error: source 'jsonl' reads {rows}, a file this build writes: use another --output than "
+        f"'{tmp_path / 'd'}'"))
+    assert rows.read_bytes() == before and sorted(p.name for p in rows.parent.iterdir()) == [".lock", "train.jsonl"]
 
 
 def test_synthesis_with_no_accepted_row_fails_after_writing_the_report(res, tmp_path, capsys, monkeypatch):

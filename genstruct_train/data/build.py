@@ -98,6 +98,12 @@ class _Skips:
 
 
 def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
+    written = {(Path(output_dir) / name).resolve() for name in ("train.jsonl", "validation.jsonl", "report.json")}
+    for spec in mixture.sources:  # a build that reads its own output file would replace its input
+        if spec.path is not None and (Path(spec.path).resolve() in written
+                                      or (Path(output_dir) / "tokenized").resolve() in Path(spec.path).resolve().parents):
+            raise GenstructError(f"source {spec.name!r} reads {spec.path}, a file this build writes: use another --output "
+                                 f"than {str(output_dir)!r}")
     if mixture.format == "text":
         return build_text(mixture, output_dir, config_path)
     started = time.time()
