@@ -239,6 +239,9 @@ CASES = [
     Case("genstruct-train", "rationalize-limit-0", ["data", "rationalize", "--input", "{res}/train-data", "--teacher",
                                                     "{tmp}/no-model", "--output", "{tmp}/r", "--limit", "0"], 2,
          E + "--limit must be >= 1 (leave it out for every row), got 0"),
+    Case("genstruct-train", "rationalize-output-is-input", ["data", "rationalize", "--input", "{res}/train-data",
+                                                            "--teacher", "{tmp}/no-model", "--output", "{res}/train-data"],
+         2, E + "--output must differ from --input ('{res}/train-data'): it would overwrite its rows"),
     # ------------------------------------------------------------------ filters
     *[Case("filters", f"filter-{name}", ["{res}/synth", "--filters", spec, "--output", "{tmp}/f"], 2,
            "filters: error: " + msg) for name, spec, msg in [

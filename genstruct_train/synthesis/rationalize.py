@@ -112,6 +112,9 @@ def run(args) -> int:
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=temperature, n=args.num_samples,
                               seed=args.seed)
     splits = _inputs(Path(args.input))
+    written = {(Path(args.output) / f"{name}.jsonl").resolve() for name in ("train", "validation")}
+    if any(path.resolve() in written for _, path in splits):
+        raise GenstructError(f"--output must differ from --input ({args.input!r}): it would overwrite its rows")
     out = open_job(args.output, {"input": str(Path(args.input).resolve()), "teacher": args.model,
                                  "format": fmt.name, "sampling": vars(sampling), "limit": args.limit,
                                  "prompt": PROMPT})
