@@ -242,6 +242,8 @@ CASES = [
     Case("genstruct-train", "rationalize-output-is-input", ["data", "rationalize", "--input", "{res}/train-data",
                                                             "--teacher", "{tmp}/no-model", "--output", "{res}/train-data"],
          2, E + "--output must differ from --input ('{res}/train-data'): it would overwrite its rows"),
+    Case("genstruct-train", "templify-output-is-input", ["templify", "{res}/synth", "--output", "{res}/synth"], 2,
+         E + "--output must differ from the input directory ('{res}/synth'): it would overwrite its files"),
     # ------------------------------------------------------------------ filters
     *[Case("filters", f"filter-{name}", ["{res}/synth", "--filters", spec, "--output", "{tmp}/f"], 2,
            "filters: error: " + msg) for name, spec, msg in [

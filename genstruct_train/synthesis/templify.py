@@ -411,6 +411,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io import check_output_not_input
+
+    check_output_not_input(args.output, {"the input directory": args.input})  # its report.json is synthesize's
     report = templify(args.input, args.output, shots=args.shots, source=args.source)
     print(f"templify: {report['passages']} passages in {report['rounds']} round(s), {report['pairs']} pairs -> "
           f"{report['texts']} texts ({report['instruction_texts']} instruction-augmented, {report['raw_texts']} raw, "
