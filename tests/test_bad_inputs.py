@@ -202,6 +202,8 @@ CASES = [
     Case("genstruct-train", "synth-output-locked", [*SYN[:-1], "{res}/locked"], 2, E + LOCKED),
     Case("genstruct-train", "synth-corpus-missing", [*SYN[:4], "{tmp}/nope.jsonl", *SYN[5:]], 2,
          E + "corpus file '{tmp}/nope.jsonl' does not exist"),
+    Case("genstruct-train", "synth-corpus-dir", [*SYN[:4], "{res}/empty-dir", *SYN[5:]], 2,
+         E + "corpus file '{res}/empty-dir' is a directory (give its JSONL file of passages)"),
     Case("genstruct-train", "synth-corpus-latin1", [*SYN[:4], "{res}/latin1.jsonl", *SYN[5:]], 2,
          E + "{res}/latin1.jsonl:2: " + LATIN),
     Case("genstruct-train", "synth-corpus-badjson", [*SYN[:4], "{res}/badjson.jsonl", *SYN[5:]], 2,
