@@ -268,12 +268,19 @@ def _load_tokenizer(name: str):
     return load_tokenizer(name)
 
 
+def _too_few(mixture: Mixture, want: int, have: int, what: str) -> GenstructError:
+    v = mixture.validation
+    key = f"size {v.size}" if v.size else f"fraction {v.fraction}"
+    return GenstructError(f"validation ({key}) asks for {want} {what} but only {have} remain after skips: nothing "
+                          "left to train on")
+
+
 def _split(examples: list[dict], mixture: Mixture, rng: random.Random) -> tuple[list[dict], list[dict]]:
     if mixture.validation is None:
         return examples, []
     want = mixture.validation.size or round(mixture.validation.fraction * len(examples))
     if want >= len(examples):
-        raise GenstructError(f"validation asks for {want} examples but only {len(examples)} remain")
+        raise _too_few(mixture, want, len(examples), "examples")
     groups: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         groups[ex["content"]].append(i)
@@ -446,7 +453,7 @@ def build_text(mixture: Mixture, output_dir, config_path: str | None = None) -> 
     if mixture.validation is not None and examples:
         want = mixture.validation.size or round(mixture.validation.fraction * len(examples))
         if want >= len(examples):
-            raise GenstructError(f"validation asks for {want} rows but only {len(examples)} remain")
+            raise _too_few(mixture, want, len(examples), "rows")
         chosen = set(rng.sample(range(len(examples)), want))
         validation = [r for i, r in enumerate(examples) if i in chosen]
         examples = [r for i, r in enumerate(examples) if i not in chosen]
