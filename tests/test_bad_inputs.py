@@ -95,6 +95,8 @@ def res(tmp_path_factory, tiny_model_dir):
     # recipes and experiments
     (r / "bad.yaml").write_text("learning_rate: [1, 2\n")
     (r / "list.yaml").write_text("- a\n- b\n")
+    tiny_recipe = (REPO / "recipes" / "tiny" / "sft.yaml").read_text()
+    (r / "recipe-float.yaml").write_text(tiny_recipe + "max_train_samples: 1.5\n")
     (r / "mix-inf.yaml").write_text("format: text\nsources:\n  - {type: text, path: x.jsonl, token_ratio: .inf}\n")
     _latin1(r / "data" / "eval" / "gsm8k" / "test.jsonl", {"question": "What is 2 + 2?"})
     (r / "latin1.yaml").write_bytes(b"format: genstruct\noutput_dir: caf\xe9\n")
@@ -452,6 +454,8 @@ CASES = [
         ("lora-target-modules", ["--use_peft", "true", "--lora_target_modules", "q_prj"],  # the model loads first
          RANGE + "lora_target_modules: Target modules q_prj not found in the base model. Please check the "
          "target modules and try again."),
+        ("base-model-config-json", ["--base_model_config", "{{bad"],
+         RANGE + "base_model_config: not JSON (Expecting property name enclosed in double quotes at column 2): '{{bad'"),
         ("format", ["--format", "alpaca"], "sft.py: error: unknown format 'alpaca'; valid formats: genstruct, synthesizer, tulu"),
     ]],
     Case("sft", "sft-recipe-missing", ["--config", "{tmp}/none.yaml"], 2, "sft.py: error: recipe not found: {tmp}/none.yaml"),
@@ -459,6 +463,8 @@ CASES = [
          "sft.py: error: {res}/latin1.yaml:2: " + LATIN),
     Case("sft", "sft-recipe-list", ["--config", "{res}/list.yaml"], 2,
          "sft.py: error: {res}/list.yaml: a recipe must be a YAML mapping of keys to values"),
+    Case("sft", "sft-recipe-float-count", ["--config", "{res}/recipe-float.yaml", "--output_dir", "{tmp}/sft", *DATA], 2,
+         RANGE + "max_train_samples: must be an integer, got 1.5"),
     Case("sft", "sft-recipe-bad-yaml", ["--config", "{res}/bad.yaml"], 2, "sft.py: error: " + BAD_YAML),
     # ------------------------------------------------------------------ eval/compare.py
     Case("compare", "compare-config-missing", ["--config", "{tmp}/none.yaml", "--output", "{tmp}/c"], 2,
