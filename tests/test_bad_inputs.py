@@ -99,6 +99,8 @@ def res(tmp_path_factory, tiny_model_dir):
     (r / "recipe-float.yaml").write_text(tiny_recipe + "max_train_samples: 1.5\n")
     (r / "mix-inf.yaml").write_text("format: text\nsources:\n  - {type: text, path: x.jsonl, token_ratio: .inf}\n")
     _latin1(r / "data" / "eval" / "gsm8k" / "test.jsonl", {"question": "What is 2 + 2?"})
+    _jsonl(r / "data-badfield" / "eval" / "gsm8k" / "test.jsonl", [{"question": "What is 2 + 2?", "answer": "#### 4"},
+                                                                   {"question": "What is 3 + 3?"}])
     (r / "latin1.yaml").write_bytes(b"format: genstruct\noutput_dir: caf\xe9\n")
     _jsonl(r / "train-data" / "train.jsonl", [ROW])
     (r / "no-train").mkdir()
@@ -351,6 +353,9 @@ CASES = [
           for opt, value in (("batch-size", "0"), ("codex-samples", "0"), ("sandbox-workers", "0"))],
         ("data-dir", ["--model", M, "--benchmarks", "gsm8k", "--data-dir", "{tmp}/nodata", "--output", "{tmp}/e"],
          "--data-dir '{tmp}/nodata' is not a directory"),
+        ("data-field", ["--model", M, "--benchmarks", "gsm8k", "--limit", "1", "--data-dir", "{res}/data-badfield",
+                        "--output", "{tmp}/e"],
+         "{res}/data-badfield/eval/gsm8k/test.jsonl:2: field 'answer': missing or not a string in a GSM8K row"),
         ("judge", ["--model", M, "--benchmarks", "alpaca_farm", "--output", "{tmp}/e"],
          "alpaca_farm needs a judge model: pass --judge (and --judge-backend)"),
         ("model-missing", ["--model", "{tmp}/no-model", "--benchmarks", "gsm8k", "--limit", "1", "--output", "{tmp}/e"],
