@@ -318,6 +318,8 @@ CASES = [
          E + "--names gives 2 names for 1 directories"),
     Case("genstruct-train", "report-names-same", ["report", "{res}/synth", "{res}/synth-badrej", "--names", "a,a"], 2,
          E + "set names must differ: ['a', 'a'] (use --names)"),
+    Case("genstruct-train", "report-names-empty", ["report", "{res}/synth", "{res}/synth-badrej", "--names", "a,"], 2,
+         E + "--names 'a,': a name is empty"),
     Case("genstruct-train", "report-latin1", ["report", "{res}/synth-latin1"], 2,
          E + "{res}/synth-latin1/synthesized.jsonl:2: " + LATIN),
     Case("genstruct-train", "report-bad-rejected", ["report", "{res}/synth-badrej"], 2,
