@@ -258,6 +258,9 @@ CASES = [
         ("unknown-option", "rouge-dedup:treshold=0.5",
          "filter 'rouge-dedup': unknown option(s) treshold; valid: threshold, field"),
         ("not-key-value", "length:7", "filter 'length': option '7' must be key=value"),
+        ("none", ",", ("--filters ',' names no filter; valid filters: format, length, exact-dedup, rouge-dedup, "
+                       "embedding-dedup, grounding, reward, decontaminate")),
+        ("option-twice", "length:min_user_words=3:min_user_words=5", "filter 'length': option min_user_words given twice"),
         ("rouge-negative", "rouge-dedup:threshold=-3",
          "filter 'rouge-dedup': option threshold=-3 out of range: must be in [0, 1]"),
         ("rouge-over-1", "rouge-dedup:threshold=1.5",

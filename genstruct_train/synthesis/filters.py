@@ -471,6 +471,8 @@ def parse_spec(spec: str | list | None) -> list[Filter]:
             if "=" not in opt:
                 raise GenstructError(f"filter {name!r}: option {opt!r} must be key=value")
             k, v = opt.split("=", 1)
+            if k.strip() in kwargs:
+                raise GenstructError(f"filter {name!r}: option {k.strip()} given twice")
             kwargs[k.strip()] = v.strip()
         filters.append(FILTERS[name](**kwargs))
     return filters
@@ -516,6 +518,8 @@ def filter_dir(input_dir: str | Path, spec: str, output_dir: str | Path) -> dict
         raise GenstructError(f"{str(src)!r} has no synthesized.jsonl (the output of `genstruct-train synthesize`)")
     if out.resolve() == src.resolve():
         raise GenstructError("--output must differ from the input directory")
+    if not parse_spec(spec):  # checked before the rows are read
+        raise GenstructError(f"--filters {spec!r} names no filter; valid filters: {', '.join(FILTERS)}")
     rows = []
     for line_no, row in iter_jsonl(src / "synthesized.jsonl"):
         for key in ("title", "content", "user", "assistant"):  # the filters read them as text (null: empty)
