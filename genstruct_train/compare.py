@@ -144,7 +144,11 @@ def load_experiment(path: str | Path) -> Experiment:
         raise GenstructError(f"cannot read experiment config {path}: {e.strerror}") from None
     raw = parse_yaml(os.path.expandvars(decode_text(data, path)), path)
     try:
-        return Experiment.model_validate(raw)
+        exp = Experiment.model_validate(raw)
+        _check_option_names(exp)
+        return exp
+    except GenstructError as e:
+        raise GenstructError(f"{path}: {e}") from None
     except ValidationError as e:
         problems = "; ".join(": ".join(filter(None, (".".join(map(str, err["loc"])),
                                                      err["msg"].removeprefix("Value error, "))))
@@ -209,6 +213,39 @@ def check_requirements(exp: Experiment) -> None:
             check_embedder(m.args.get("ada-instruct-embedding-model"))
     if exp.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         raise GenstructError("backend: vllm needs vLLM (pip install 'genstruct-train[vllm]')")
+
+
+def _check_option_names(exp: Experiment) -> None:
+    """Every `args` key is an option of the command it is passed to, every `overrides` key a recipe key: a
+    typo fails now, naming it, not when its stage starts."""
+    import argparse
+    import difflib
+
+    from .cli import _deepest_parser, build_parser
+    from .evaluation.runner import add_arguments as add_eval_arguments
+    from .train.config import _known_keys
+
+    eval_parser = argparse.ArgumentParser()
+    add_eval_arguments(eval_parser)
+    commands = {"synthesize": _deepest_parser(build_parser(), ["synthesize"]), "eval/run.py": eval_parser}
+    checks = [(f"methods.{i}.args", m.args, "synthesize") for i, m in enumerate(exp.methods)]
+    checks.append(("eval.args", exp.eval.args, "eval/run.py"))
+    for where, options, command in checks:
+        known = [o for a in commands[command]._actions for o in a.option_strings if o.startswith("--")]
+        for key in options:
+            if not any(o.startswith(f"--{key}") for o in known):  # as argparse: a unique prefix works
+                close = difflib.get_close_matches(f"--{key}", known, n=1)
+                hint = f" (did you mean {close[0][2:]!r}?)" if close else ""
+                raise GenstructError(f"{where}: {key!r} is not an option of {command}{hint}")
+    keys = _known_keys()
+    specs = [("synthesizer.train", exp.synthesizer.train), ("downstream", exp.downstream),
+             *((f"methods.{i}.generator.train", m.generator.train) for i, m in enumerate(exp.methods) if m.generator)]
+    for where, spec in specs:
+        for key in (spec.overrides if spec else {}):
+            if key not in keys:
+                close = difflib.get_close_matches(key, keys, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise GenstructError(f"{where}.overrides: {key!r} is not a recipe key{hint}")
 
 
 def run_experiment(config_path: str | Path, output_dir: str | Path) -> dict:

@@ -132,6 +132,9 @@ EXPERIMENT_EDITS = {
                             "self-instruct-num-instructions")),
     "judge-reference": ('judge: "@base"', 'judge: "@bas"'),
     "backend": ("seed: 42", "seed: 42\nbackend: vlm"),
+    "synth-option": ("num-samples: 4", "num-smples: 4"),
+    "eval-option": ("batch-size: 8", "batchsize: 8"),
+    "override": ("overrides: {max_steps: 30}", "overrides: {max_step: 30}"),
 }
 EXPERIMENT_ERRORS = {
     "k-0": "num_instructions: Input should be greater than or equal to 1",
@@ -146,6 +149,9 @@ EXPERIMENT_ERRORS = {
                            "@synthesizer, @base",
     "judge-reference": "eval.args.judge: unknown model reference '@bas'; known here: @synthesizer, @base",
     "backend": "backend: unknown backend 'vlm'; valid: hf, vllm, openai",
+    "synth-option": "methods.0.args: 'num-smples' is not an option of synthesize (did you mean 'num-samples'?)",
+    "eval-option": "eval.args: 'batchsize' is not an option of eval/run.py (did you mean 'batch-size'?)",
+    "override": "downstream.overrides: 'max_step' is not a recipe key (did you mean 'max_steps'?)",
 }
 
 
