@@ -256,6 +256,10 @@ CASES = [
          2, E + "--output must differ from --input ('{res}/train-data'): it would overwrite its rows"),
     Case("genstruct-train", "templify-output-is-input", ["templify", "{res}/synth", "--output", "{res}/synth"], 2,
          E + "--output must differ from the input directory ('{res}/synth'): it would overwrite its files"),
+    Case("genstruct-train", "templify-shots-0", ["templify", "{res}/synth", "--output", "{tmp}/t", "--shots", "0"], 2,
+         E + "--shots must be >= 1, got 0"),
+    Case("genstruct-train", "templify-source-empty", ["templify", "{res}/synth", "--output", "{tmp}/t", "--source", " "],
+         2, E + "--source must name the rows' source, got an empty string"),
     # ------------------------------------------------------------------ filters
     *[Case("filters", f"filter-{name}", ["{res}/synth", "--filters", spec, "--output", "{tmp}/f"], 2,
            "filters: error: " + msg) for name, spec, msg in [
