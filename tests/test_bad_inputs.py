@@ -101,6 +101,10 @@ def res(tmp_path_factory, tiny_model_dir):
     _latin1(r / "data" / "eval" / "gsm8k" / "test.jsonl", {"question": "What is 2 + 2?"})
     _jsonl(r / "data-badfield" / "eval" / "gsm8k" / "test.jsonl", [{"question": "What is 2 + 2?", "answer": "#### 4"},
                                                                    {"question": "What is 3 + 3?"}])
+    for name, manifest in (("diff-no-dtypes", '{"x": 1}\n'), ("diff-badjson", '{"dtypes": \n')):
+        (r / name).mkdir()
+        (r / name / "weight_diff.json").write_text(manifest)
+        (r / name / "diff.safetensors").write_bytes(b"")
     (r / "latin1.yaml").write_bytes(b"format: genstruct\noutput_dir: caf\xe9\n")
     _jsonl(r / "train-data" / "train.jsonl", [ROW])
     (r / "no-train").mkdir()
@@ -411,6 +415,11 @@ CASES = [
     Case("genstruct-train", "weight-diff-output-is-base", ["weight-diff", "recover", "--base", "{tmp}/b", "--diff",
                                                            "{tmp}/d", "--output", "{tmp}/b/"], 2,
          E + "--output must differ from --base ('{tmp}/b'): it would overwrite its files"),
+    *[Case("genstruct-train", f"weight-{name}", ["weight-diff", "recover", "--base", "{tmp}/b", "--diff", f"{{res}}/{name}",
+                                                 "--output", "{tmp}/r"], 2, E + f"{{res}}/{name}/weight_diff.json" + msg)
+      for name, msg in (("diff-no-dtypes", (": field 'dtypes': missing or not a dict (a damaged or hand-edited manifest: "
+                                           "make the diff again)")),
+                        ("diff-badjson", ":2: invalid JSON: Expecting value (column 1)"))],
     # ------------------------------------------------------------------ data build
     *[Case("genstruct-train", f"build-{name}", ["data", "build", *argv], 2, E + msg) for name, argv, msg in [
         ("nothing", ["--output", "{tmp}/d"], "give either --config MIXTURE.yaml or --source with --path (or --hub)"),
