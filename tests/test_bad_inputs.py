@@ -90,6 +90,10 @@ def res(tmp_path_factory, tiny_model_dir):
     os.truncate(weights, weights.stat().st_size - 10)
     shutil.copytree(r / "adapter", r / "adapter-nobase")
     cfg = json.loads((r / "adapter-nobase" / "adapter_config.json").read_text())
+    shutil.copytree(r / "adapter", r / "adapter-badconfig")
+    (r / "adapter-badconfig" / "adapter_config.json").write_text('{"r": 4,\n')
+    shutil.copytree(r / "adapter", r / "adapter-nobasekey")
+    (r / "adapter-nobasekey" / "adapter_config.json").write_text(json.dumps({**cfg, "base_model_name_or_path": None}))
     (r / "adapter-nobase" / "adapter_config.json").write_text(
         json.dumps({**cfg, "base_model_name_or_path": str(r / "gone")}))
     # recipes and experiments
@@ -402,6 +406,13 @@ CASES = [
          "bytes, its tensors need ADAPTER+10 bytes): save or download it again"),
     Case("genstruct-train", "merge-no-base", ["merge", "--adapter", "{res}/adapter-nobase", "--output", "{tmp}/m"], 2,
          E + "base model of adapter '{res}/adapter-nobase': '{res}/gone' does not exist"),
+    Case("genstruct-train", "merge-bad-config", ["merge", "--adapter", "{res}/adapter-badconfig", "--output", "{tmp}/m"],
+         2, E + "{res}/adapter-badconfig/adapter_config.json:2: invalid JSON: Expecting property name enclosed in "
+         "double quotes (column 1)"),
+    Case("genstruct-train", "merge-no-base-key", ["merge", "--adapter", "{res}/adapter-nobasekey", "--output",
+                                                  "{tmp}/m"], 2,
+         E + "{res}/adapter-nobasekey/adapter_config.json: field 'base_model_name_or_path': missing: the adapter does "
+         "not say which base model it adapts (set it to the base model's path or hub id)"),
     Case("genstruct-train", "merge-output-file", ["merge", "--adapter", "{res}/adapter", "--output", "{res}/afile"], 2,
          E + AFILE),
     Case("genstruct-train", "merge-output-locked", ["merge", "--adapter", "{res}/adapter", "--output", "{res}/locked"],
