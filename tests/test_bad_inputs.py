@@ -628,6 +628,17 @@ def test_counted_data_build_skips_rows_missing_a_field(res, tmp_path, capsys, mo
     assert (report["read"], report["written"], report["skipped"]) == (3, 2, {"missing_field:assistant": 1})
 
 
+def test_counted_data_build_names_a_wrong_typed_field(res, tmp_path, capsys, monkeypatch):
+    """"title": 5 is there but not text: counted as wrong_type:title, not as a missing field."""
+    rows = _jsonl(tmp_path / "rows.jsonl", [ROW, {**ROW, "id": "p1", "title": 5}, {**ROW, "id": "p2", "title": None}])
+    code, err = run_case("genstruct-train", ["data", "build", "--source", "jsonl", "--path", str(rows), "--output",
+                                             str(tmp_path / "d")], capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert report["skipped"] == {"wrong_type:title": 1, "missing_field:title": 1}
+    assert report["skip_examples"]["wrong_type:title"] == [f"{rows}:2"]
+
+
 def test_data_build_never_overwrites_its_input(tmp_path, capsys, monkeypatch):
     """--path DIR/train.jsonl --output DIR: refused, the input left as it was (it was replaced by the split rows)."""
     rows = _jsonl(tmp_path / "d" / "train.jsonl", [ROW, {**ROW, "id": "p1", "user": "Why do cells grow?"}])

@@ -333,7 +333,7 @@ def test_missing_field_and_empty_values_are_counted_skips(tmp_path):
     assert_report_balanced(report)
     assert (report["read"], report["written"]) == (6, 1)
     assert report["skipped"] == {"missing_field:user": 1, "empty_content": 1, "empty_title": 1, "empty_answer": 1,
-                                 "missing_field:title": 1}
+                                 "wrong_type:title": 1}  # title 3: present, not text
     assert report["skip_examples"]["missing_field:user"] == [f"{path}:2"]
     assert report["skip_examples"]["empty_content"] == ["id=jsonl-3"]
 

@@ -142,5 +142,5 @@ def test_mixture_built_on_the_fly_reports_its_skipped_rows(tmp_path, mistral_tok
     data = load_train_data(args, SimpleNamespace(output_dir=str(tmp_path / "out"), max_length=None),
                            mistral_tokenizer, get_format("genstruct"))
     assert data.counts["mixture_build"] == {"read": 3, "written": 1,
-                                            "skipped": {"missing_field:title": 1, "missing_field:user": 1}}
+                                            "skipped": {"wrong_type:title": 1, "missing_field:user": 1}}
     assert data.counts["train"]["used"] == 1

@@ -19,7 +19,8 @@ and DIR/report.json {"read", "written", "train", "validation", "skipped": {reaso
 {...same counts}}, "skip_examples": {reason: [where, ...]}, ...} with read == written + sum(skipped).
 
 Steps, in order; each drop is a counted skip reason:
-  1. read (sources.py): missing_field:<field> for a row without a field the source needs;
+  1. read (sources.py): missing_field:<field> for a row without a field the source needs (or with null),
+     wrong_type:<field> when it is there but not text (e.g. "title": 5);
   2. check: empty_title, empty_content, empty_question, empty_answer; answer_outside_passage when an
      extractive answer's answer_start + length runs past its passage or does not match its text;
   3. duplicate: an exact copy (title, content, user, assistant) of an earlier example (dedupe: true);
