@@ -112,6 +112,8 @@ class Experiment(_Strict):
         from .generation import BACKENDS
         from .synthesis.run import METHODS
 
+        if not self.synthesizer.checkpoint and not self.synthesizer.train:
+            raise ValueError("synthesizer: give a checkpoint or a train recipe")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
         names = [m.name for m in self.methods]

@@ -143,6 +143,7 @@ EXPERIMENT_EDITS = {
     "synth-option": ("num-samples: 4", "num-smples: 4"),
     "eval-option": ("batch-size: 8", "batchsize: 8"),
     "override": ("overrides: {max_steps: 30}", "overrides: {max_step: 30}"),
+    "no-synthesizer": ("  train:\n    recipe: recipes/tiny/sft.yaml\n", "  {}\n"),
 }
 EXPERIMENT_ERRORS = {
     "k-0": "num_instructions: Input should be greater than or equal to 1",
@@ -160,6 +161,7 @@ EXPERIMENT_ERRORS = {
     "synth-option": "methods.0.args: 'num-smples' is not an option of synthesize (did you mean 'num-samples'?)",
     "eval-option": "eval.args: 'batchsize' is not an option of eval/run.py (did you mean 'batch-size'?)",
     "override": "downstream.overrides: 'max_step' is not a recipe key (did you mean 'max_steps'?)",
+    "no-synthesizer": "synthesizer: give a checkpoint or a train recipe",
 }
 
 
