@@ -61,7 +61,8 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     a did-you-mean."""
     sub = _deepest_parser(parser, argv)
     known = [o for a in sub._actions for o in a.option_strings]
-    for word in argv[:argv.index("--")] if "--" in argv else argv:
+    verb_given = not any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)  # else: argparse names it
+    for word in (argv[:argv.index("--")] if "--" in argv else argv) if verb_given else ():
         name = word.split("=", 1)[0]
         if word.startswith("--") and not any(o.startswith(name) for o in known):  # argparse accepts prefixes
             close = difflib.get_close_matches(name, known, n=1)

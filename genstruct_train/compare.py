@@ -22,11 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import GenstructError
-from .io import read_json, read_jsonl, write_json, write_jsonl
+from .io import decode_text, parse_yaml, read_json, read_jsonl, write_json, write_jsonl
 from .paths import REPO_ROOT
 from .provenance import provenance
 from .stages import StageRunner, run_command, stage_key
@@ -80,33 +79,82 @@ class MethodSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    benchmarks: list[str]
-    limit: int | None = None
+    benchmarks: list[str] = Field(min_length=1)
+    limit: int | None = Field(None, ge=1)
     args: dict[str, Any] = Field(default_factory=dict)  # further eval/run.py options
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known_benchmarks(cls, v: list[str]) -> list[str]:
+        from .evaluation import BENCHMARKS
+
+        unknown = [b for b in v if b not in BENCHMARKS]
+        if unknown:
+            raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; valid: {', '.join(BENCHMARKS)}")
+        return v
 
 
 class Experiment(_Strict):
     name: str
     seed: int = 42
-    num_instructions: int  # K
+    num_instructions: int = Field(ge=1)  # K
     synthesizer: SynthesizerSpec
     base: BaseSpec
-    methods: list[MethodSpec]
+    methods: list[MethodSpec] = Field(min_length=1)
     downstream: TrainSpec
     eval: EvalSpec
     backend: str = "hf"
+
+    @model_validator(mode="after")
+    def _methods_and_references(self):
+        """Checked now, not when a stage reaches them hours later: method names (unique: each names its stage
+        directories), the synthesis method each runs, and the "@model" references it may use."""
+        from .generation import BACKENDS
+        from .synthesis.run import METHODS
+
+        if not self.synthesizer.checkpoint and not self.synthesizer.train:
+            raise ValueError("synthesizer: give a checkpoint or a train recipe")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend: unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
+        names = [m.name for m in self.methods]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"methods: names must be unique, repeated: {', '.join(repeated)}")
+        for i, m in enumerate(self.methods):
+            method = m.args.get("method", m.name)
+            if method not in METHODS:
+                raise ValueError(f"methods.{i}: unknown method {method!r} (the name, or args.method); valid: "
+                                 f"{', '.join(METHODS)}")
+            _check_references(f"methods.{i}", {"model": m.model, **m.args},
+                              ("synthesizer", "base", *(("generator",) if m.generator else ())))
+        _check_references("eval.args", self.eval.args, ("synthesizer", "base"))
+        return self
+
+
+def _check_references(where: str, options: dict[str, Any], known: tuple[str, ...]) -> None:
+    for key, value in options.items():
+        if isinstance(value, str) and value.startswith("@") and value[1:] not in known:
+            raise ValueError(f"{where}.{key}: unknown model reference {value!r}; known here: "
+                             f"{', '.join('@' + k for k in known)}")
 
 
 def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     try:
-        raw = yaml.safe_load(os.path.expandvars(path.read_text(encoding="utf-8")))
+        data = path.read_bytes()
     except OSError as e:
         raise GenstructError(f"cannot read experiment config {path}: {e.strerror}") from None
+    raw = parse_yaml(os.path.expandvars(decode_text(data, path)), path)
     try:
-        return Experiment.model_validate(raw)
+        exp = Experiment.model_validate(raw)
+        _check_option_names(exp)
+        return exp
+    except GenstructError as e:
+        raise GenstructError(f"{path}: {e}") from None
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        problems = "; ".join(": ".join(filter(None, (".".join(map(str, err["loc"])),
+                                                     err["msg"].removeprefix("Value error, "))))
+                             for err in e.errors())
         raise GenstructError(f"{path}: {problems}") from None
 
 
@@ -167,6 +215,39 @@ def check_requirements(exp: Experiment) -> None:
             check_embedder(m.args.get("ada-instruct-embedding-model"))
     if exp.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         raise GenstructError("backend: vllm needs vLLM (pip install 'genstruct-train[vllm]')")
+
+
+def _check_option_names(exp: Experiment) -> None:
+    """Every `args` key is an option of the command it is passed to, every `overrides` key a recipe key: a
+    typo fails now, naming it, not when its stage starts."""
+    import argparse
+    import difflib
+
+    from .cli import _deepest_parser, build_parser
+    from .evaluation.runner import add_arguments as add_eval_arguments
+    from .train.config import _known_keys
+
+    eval_parser = argparse.ArgumentParser()
+    add_eval_arguments(eval_parser)
+    commands = {"synthesize": _deepest_parser(build_parser(), ["synthesize"]), "eval/run.py": eval_parser}
+    checks = [(f"methods.{i}.args", m.args, "synthesize") for i, m in enumerate(exp.methods)]
+    checks.append(("eval.args", exp.eval.args, "eval/run.py"))
+    for where, options, command in checks:
+        known = [o for a in commands[command]._actions for o in a.option_strings if o.startswith("--")]
+        for key in options:
+            if not any(o.startswith(f"--{key}") for o in known):  # as argparse: a unique prefix works
+                close = difflib.get_close_matches(f"--{key}", known, n=1)
+                hint = f" (did you mean {close[0][2:]!r}?)" if close else ""
+                raise GenstructError(f"{where}: {key!r} is not an option of {command}{hint}")
+    keys = _known_keys()
+    specs = [("synthesizer.train", exp.synthesizer.train), ("downstream", exp.downstream),
+             *((f"methods.{i}.generator.train", m.generator.train) for i, m in enumerate(exp.methods) if m.generator)]
+    for where, spec in specs:
+        for key in (spec.overrides if spec else {}):
+            if key not in keys:
+                close = difflib.get_close_matches(key, keys, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise GenstructError(f"{where}.overrides: {key!r} is not a recipe key{hint}")
 
 
 def run_experiment(config_path: str | Path, output_dir: str | Path) -> dict:

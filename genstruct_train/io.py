@@ -45,6 +45,30 @@ def read_text(path: str | os.PathLike) -> str:
         raise DataError(f"cannot read file: {e.strerror}", path) from None
 
 
+def parse_yaml(text: str, path: str | os.PathLike) -> Any:
+    """YAML `text` read from `path`; a syntax error raises one line naming the file, line and column."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        if mark is None:
+            raise DataError(f"invalid YAML: {e}".replace("\n", " "), path) from None
+        context = getattr(e, "context", None)
+        started = getattr(e, "context_mark", None)
+        where = f"; {context} from line {started.line + 1}" if context and started else ""
+        raise DataError(f"invalid YAML: {e.problem} (column {mark.column + 1}{where})", path, mark.line + 1) from None
+
+
+def check_output_not_input(output: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse an --output directory that is one of the command's inputs ({option: path}): writing there would
+    overwrite the input's own files."""
+    for option, path in inputs.items():
+        if path is not None and Path(path).resolve() == Path(output).resolve():
+            raise GenstructError(f"--output must differ from {option} ({str(path)!r}): it would overwrite its files")
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:

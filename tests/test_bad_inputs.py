@@ -65,6 +65,7 @@ def res(tmp_path_factory, tiny_model_dir):
                                                {**ROW, "user": "How do cells grow in size?"}])
     _jsonl(r / "synth" / "rejected.jsonl", [{**ROW, "reason": "no_question"}])
     _latin1(r / "synth-latin1" / "synthesized.jsonl", ROW)
+    _jsonl(r / "synth-wrongtype" / "synthesized.jsonl", [ROW, {**ROW, "user": 5}])
     _jsonl(r / "synth-badrej" / "synthesized.jsonl", [ROW])
     _jsonl(r / "synth-badrej" / "rejected.jsonl", [ROW, "{not json"])
     _jsonl(r / "synth-nopassage" / "synthesized.jsonl", [{"user": "What is it?", "assistant": "A thing."}])
@@ -73,6 +74,7 @@ def res(tmp_path_factory, tiny_model_dir):
     pred = {"id": "q0", "setting": "direct", "group": "x", "output": "The answer is 4.", "gold": "4"}
     _jsonl(r / "pred.jsonl", [pred])
     _jsonl(r / "pred-missing.jsonl", [{k: v for k, v in pred.items() if k != "gold"}])
+    _jsonl(r / "pred-setting-list.jsonl", [pred, {**pred, "setting": ["direct"]}])
     _latin1(r / "pred-latin1.jsonl", pred)
     # a checkpoint whose model.safetensors was cut short
     shutil.copytree(tiny_model_dir, r / "truncated-model")
@@ -88,16 +90,33 @@ def res(tmp_path_factory, tiny_model_dir):
     os.truncate(weights, weights.stat().st_size - 10)
     shutil.copytree(r / "adapter", r / "adapter-nobase")
     cfg = json.loads((r / "adapter-nobase" / "adapter_config.json").read_text())
+    shutil.copytree(r / "adapter", r / "adapter-badconfig")
+    (r / "adapter-badconfig" / "adapter_config.json").write_text('{"r": 4,\n')
+    shutil.copytree(r / "adapter", r / "adapter-nobasekey")
+    (r / "adapter-nobasekey" / "adapter_config.json").write_text(json.dumps({**cfg, "base_model_name_or_path": None}))
     (r / "adapter-nobase" / "adapter_config.json").write_text(
         json.dumps({**cfg, "base_model_name_or_path": str(r / "gone")}))
     # recipes and experiments
     (r / "bad.yaml").write_text("learning_rate: [1, 2\n")
     (r / "list.yaml").write_text("- a\n- b\n")
+    tiny_recipe = (REPO / "recipes" / "tiny" / "sft.yaml").read_text()
+    (r / "recipe-float.yaml").write_text(tiny_recipe + "max_train_samples: 1.5\n")
+    (r / "mix-inf.yaml").write_text("format: text\nsources:\n  - {type: text, path: x.jsonl, token_ratio: .inf}\n")
     _latin1(r / "data" / "eval" / "gsm8k" / "test.jsonl", {"question": "What is 2 + 2?"})
+    _jsonl(r / "data-badfield" / "eval" / "gsm8k" / "test.jsonl", [{"question": "What is 2 + 2?", "answer": "#### 4"},
+                                                                   {"question": "What is 3 + 3?"}])
+    for name, manifest in (("diff-no-dtypes", '{"x": 1}\n'), ("diff-badjson", '{"dtypes": \n')):
+        (r / name).mkdir()
+        (r / name / "weight_diff.json").write_text(manifest)
+        (r / name / "diff.safetensors").write_bytes(b"")
     (r / "latin1.yaml").write_bytes(b"format: genstruct\noutput_dir: caf\xe9\n")
     _jsonl(r / "train-data" / "train.jsonl", [ROW])
     (r / "no-train").mkdir()
     (r / "exp-unknown.yaml").write_text("name: x\nsynthesiser: {checkpoint: y}\n")
+    tiny_exp = (REPO / "eval" / "experiments" / "tiny-cpu.yaml").read_text()
+    for name, (old, new) in EXPERIMENT_EDITS.items():  # the shipped tiny experiment, one value wrong
+        assert old in tiny_exp, old
+        (r / f"exp-{name}.yaml").write_text(tiny_exp.replace(old, new, 1))
     # a directory locked by another process for the whole module
     holder = subprocess.Popen(
         [sys.executable, "-c", ("import sys, time\nfrom genstruct_train.io import lock_output_dir\n"
@@ -107,6 +126,43 @@ def res(tmp_path_factory, tiny_model_dir):
     yield {"res": str(r), "model": str(tiny_model_dir), "pid": str(holder.pid)}
     holder.kill()
     holder.wait()
+
+
+# compare: checked before the first stage trains anything (they failed at their stage, hours later)
+EXPERIMENT_EDITS = {
+    "k-0": ("num_instructions: 24", "num_instructions: 0"),
+    "benchmark": ("benchmarks: [mmlu, gsm8k", "benchmarks: [mmlu, gsm9k"),
+    "limit-0": ("limit: 1", "limit: 0"),
+    "method-twice": ("name: self-instruct", "name: genstruct"),
+    "method-unknown": ("name: genstruct", "name: genstrut"),
+    "reference": ('model: "@synthesizer"', 'model: "@synth"'),
+    "generator-reference": ("{self-instruct-num-instructions", ('{ada-instruct-teacher: "@generator", '
+                            "self-instruct-num-instructions")),
+    "judge-reference": ('judge: "@base"', 'judge: "@bas"'),
+    "backend": ("seed: 42", "seed: 42\nbackend: vlm"),
+    "synth-option": ("num-samples: 4", "num-smples: 4"),
+    "eval-option": ("batch-size: 8", "batchsize: 8"),
+    "override": ("overrides: {max_steps: 30}", "overrides: {max_step: 30}"),
+    "no-synthesizer": ("  train:\n    recipe: recipes/tiny/sft.yaml\n", "  {}\n"),
+}
+EXPERIMENT_ERRORS = {
+    "k-0": "num_instructions: Input should be greater than or equal to 1",
+    "benchmark": "eval.benchmarks: unknown benchmark(s) gsm9k; valid: mmlu, gsm8k, bbh, tydiqa, codex_humaneval, "
+                 "alpaca_farm",
+    "limit-0": "eval.limit: Input should be greater than or equal to 1",
+    "method-twice": "methods: names must be unique, repeated: genstruct",
+    "method-unknown": "methods.0: unknown method 'genstrut' (the name, or args.method); valid: genstruct, synthesizer, "
+                      "self-instruct, ada-instruct",
+    "reference": "methods.0.model: unknown model reference '@synth'; known here: @synthesizer, @base",
+    "generator-reference": "methods.1.ada-instruct-teacher: unknown model reference '@generator'; known here: "
+                           "@synthesizer, @base",
+    "judge-reference": "eval.args.judge: unknown model reference '@bas'; known here: @synthesizer, @base",
+    "backend": "backend: unknown backend 'vlm'; valid: hf, vllm, openai",
+    "synth-option": "methods.0.args: 'num-smples' is not an option of synthesize (did you mean 'num-samples'?)",
+    "eval-option": "eval.args: 'batchsize' is not an option of eval/run.py (did you mean 'batch-size'?)",
+    "override": "downstream.overrides: 'max_step' is not a recipe key (did you mean 'max_steps'?)",
+    "no-synthesizer": "synthesizer: give a checkpoint or a train recipe",
+}
 
 
 @dataclass
@@ -129,6 +185,8 @@ E = "genstruct-train: error: "
 SFT = ["--config", str(REPO / "recipes" / "tiny" / "sft.yaml"), "--output_dir", "{tmp}/sft"]
 DATA = ["--dataset_path", "{res}/train-data"]
 RANGE = "sft.py: error: recipe key "
+BAD_YAML = ("{res}/bad.yaml:2: invalid YAML: expected ',' or ']', but got '<stream end>' (column 1; while parsing a "
+            "flow sequence from line 1)")
 
 CASES = [
     # ------------------------------------------------------------------ synthesize: options
@@ -164,6 +222,8 @@ CASES = [
     Case("genstruct-train", "synth-output-locked", [*SYN[:-1], "{res}/locked"], 2, E + LOCKED),
     Case("genstruct-train", "synth-corpus-missing", [*SYN[:4], "{tmp}/nope.jsonl", *SYN[5:]], 2,
          E + "corpus file '{tmp}/nope.jsonl' does not exist"),
+    Case("genstruct-train", "synth-corpus-dir", [*SYN[:4], "{res}/empty-dir", *SYN[5:]], 2,
+         E + "corpus file '{res}/empty-dir' is a directory (give its JSONL file of passages)"),
     Case("genstruct-train", "synth-corpus-latin1", [*SYN[:4], "{res}/latin1.jsonl", *SYN[5:]], 2,
          E + "{res}/latin1.jsonl:2: " + LATIN),
     Case("genstruct-train", "synth-corpus-badjson", [*SYN[:4], "{res}/badjson.jsonl", *SYN[5:]], 2,
@@ -175,6 +235,10 @@ CASES = [
          "synthesize"),
     Case("genstruct-train", "synth-model-missing", [*SYN[:2], "{tmp}/no-model", *SYN[3:]], 2,
          E + "model path '{tmp}/no-model' does not exist"),
+    Case("genstruct-train", "synth-model-not-a-model", [*SYN[:2], "{res}/empty-dir", *SYN[3:]], 2,
+         E + "model path '{res}/empty-dir' is not a model directory (no config.json)"),
+    Case("genstruct-train", "synth-adapter-not-an-adapter", [*SYN, "--adapter", "{res}/empty-dir"], 2,
+         E + "adapter path '{res}/empty-dir' is not a LoRA adapter directory (no adapter_config.json)"),
     Case("genstruct-train", "synth-model-truncated", [*SYN[:2], "{res}/truncated-model", *SYN[3:]], 2,
          E + "{res}/truncated-model/model.safetensors: truncated or corrupt safetensors file (HALF bytes, its "
          "tensors need FULL bytes): save or download it again"),
@@ -194,6 +258,18 @@ CASES = [
          *SYN[5:], "--method", "synthesizer"], 2, E + "corpus file '{tmp}/nope.jsonl' does not exist"),
     Case("genstruct-train", "synth-data-dir-missing", ["synthesize", "--model", M, "--output", "{tmp}/out"], 2,
          E + "GENSTRUCT_DATA_DIR '{tmp}/no-data' is not a directory", env={"GENSTRUCT_DATA_DIR": "{tmp}/no-data"}),
+    Case("genstruct-train", "rationalize-limit-0", ["data", "rationalize", "--input", "{res}/train-data", "--teacher",
+                                                    "{tmp}/no-model", "--output", "{tmp}/r", "--limit", "0"], 2,
+         E + "--limit must be >= 1 (leave it out for every row), got 0"),
+    Case("genstruct-train", "rationalize-output-is-input", ["data", "rationalize", "--input", "{res}/train-data",
+                                                            "--teacher", "{tmp}/no-model", "--output", "{res}/train-data"],
+         2, E + "--output must differ from --input ('{res}/train-data'): it would overwrite its rows"),
+    Case("genstruct-train", "templify-output-is-input", ["templify", "{res}/synth", "--output", "{res}/synth"], 2,
+         E + "--output must differ from the input directory ('{res}/synth'): it would overwrite its files"),
+    Case("genstruct-train", "templify-shots-0", ["templify", "{res}/synth", "--output", "{tmp}/t", "--shots", "0"], 2,
+         E + "--shots must be >= 1, got 0"),
+    Case("genstruct-train", "templify-source-empty", ["templify", "{res}/synth", "--output", "{tmp}/t", "--source", " "],
+         2, E + "--source must name the rows' source, got an empty string"),
     # ------------------------------------------------------------------ filters
     *[Case("filters", f"filter-{name}", ["{res}/synth", "--filters", spec, "--output", "{tmp}/f"], 2,
            "filters: error: " + msg) for name, spec, msg in [
@@ -202,6 +278,9 @@ CASES = [
         ("unknown-option", "rouge-dedup:treshold=0.5",
          "filter 'rouge-dedup': unknown option(s) treshold; valid: threshold, field"),
         ("not-key-value", "length:7", "filter 'length': option '7' must be key=value"),
+        ("none", ",", ("--filters ',' names no filter; valid filters: format, length, exact-dedup, rouge-dedup, "
+                       "embedding-dedup, grounding, reward, decontaminate")),
+        ("option-twice", "length:min_user_words=3:min_user_words=5", "filter 'length': option min_user_words given twice"),
         ("rouge-negative", "rouge-dedup:threshold=-3",
          "filter 'rouge-dedup': option threshold=-3 out of range: must be in [0, 1]"),
         ("rouge-over-1", "rouge-dedup:threshold=1.5",
@@ -247,6 +326,8 @@ CASES = [
          "filters: error: " + LOCKED),
     Case("filters", "filter-latin1", ["{res}/synth-latin1", "--filters", "format", "--output", "{tmp}/f"], 2,
          "filters: error: {res}/synth-latin1/synthesized.jsonl:2: " + LATIN),
+    Case("filters", "filter-wrong-type", ["{res}/synth-wrongtype", "--filters", "length", "--output", "{tmp}/f"], 2,
+         "filters: error: {res}/synth-wrongtype/synthesized.jsonl:2: field 'user': expected a string or null, got int"),
     Case("filters", "filter-bad-rejected", ["{res}/synth-badrej", "--filters", "format", "--output", "{tmp}/f"], 2,
          "filters: error: {res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in "
          "double quotes (column 2)"),
@@ -260,6 +341,8 @@ CASES = [
          E + "--names gives 2 names for 1 directories"),
     Case("genstruct-train", "report-names-same", ["report", "{res}/synth", "{res}/synth-badrej", "--names", "a,a"], 2,
          E + "set names must differ: ['a', 'a'] (use --names)"),
+    Case("genstruct-train", "report-names-empty", ["report", "{res}/synth", "{res}/synth-badrej", "--names", "a,"], 2,
+         E + "--names 'a,': a name is empty"),
     Case("genstruct-train", "report-latin1", ["report", "{res}/synth-latin1"], 2,
          E + "{res}/synth-latin1/synthesized.jsonl:2: " + LATIN),
     Case("genstruct-train", "report-bad-rejected", ["report", "{res}/synth-badrej"], 2,
@@ -283,16 +366,27 @@ CASES = [
                                 "{tmp}/e"], "{res}/pred-latin1.jsonl:2: " + LATIN),
         ("predictions-field", ["--benchmarks", "gsm8k", "--predictions", "{res}/pred-missing.jsonl", "--output",
                                "{tmp}/e"], "{res}/pred-missing.jsonl:1: field 'gold': missing in a prediction row"),
+        ("predictions-setting-type", ["--benchmarks", "bbh", "--predictions", "{res}/pred-setting-list.jsonl",
+                                      "--output", "{tmp}/e"],
+         "{res}/pred-setting-list.jsonl:2: field 'setting': expected a string, got list"),
         ("limit-0", ["--model", M, "--benchmarks", "gsm8k", "--limit", "0", "--output", "{tmp}/e"],
          "--limit must be at least 1, got 0"),
         ("max-new-tokens-0", ["--model", M, "--benchmarks", "gsm8k", "--max-new-tokens", "0", "--output", "{tmp}/e"],
          "--max-new-tokens must be >= 1, got 0"),
+        *[(f"{opt}-{value}", ["--model", M, "--benchmarks", "codex_humaneval", f"--{opt}", value, "--output", "{tmp}/e"],
+           f"--{opt} must be >= 1, got {value}")
+          for opt, value in (("batch-size", "0"), ("codex-samples", "0"), ("sandbox-workers", "0"))],
         ("data-dir", ["--model", M, "--benchmarks", "gsm8k", "--data-dir", "{tmp}/nodata", "--output", "{tmp}/e"],
          "--data-dir '{tmp}/nodata' is not a directory"),
+        ("data-field", ["--model", M, "--benchmarks", "gsm8k", "--limit", "1", "--data-dir", "{res}/data-badfield",
+                        "--output", "{tmp}/e"],
+         "{res}/data-badfield/eval/gsm8k/test.jsonl:2: field 'answer': missing or not a string in a GSM8K row"),
         ("judge", ["--model", M, "--benchmarks", "alpaca_farm", "--output", "{tmp}/e"],
          "alpaca_farm needs a judge model: pass --judge (and --judge-backend)"),
         ("model-missing", ["--model", "{tmp}/no-model", "--benchmarks", "gsm8k", "--limit", "1", "--output", "{tmp}/e"],
          "model path '{tmp}/no-model' does not exist"),
+        ("model-not-a-model", ["--model", "{res}/afile", "--benchmarks", "gsm8k", "--limit", "1", "--output",
+                               "{tmp}/e"], "model path '{res}/afile' is not a model directory (no config.json)"),
         ("model-truncated", ["--model", "{res}/truncated-model", "--benchmarks", "gsm8k", "--limit", "1", "--output",
                              "{tmp}/e"], ("{res}/truncated-model/model.safetensors: truncated or corrupt safetensors "
          "file (HALF bytes, its tensors need FULL bytes): save or download it again")),
@@ -314,10 +408,31 @@ CASES = [
          "bytes, its tensors need ADAPTER+10 bytes): save or download it again"),
     Case("genstruct-train", "merge-no-base", ["merge", "--adapter", "{res}/adapter-nobase", "--output", "{tmp}/m"], 2,
          E + "base model of adapter '{res}/adapter-nobase': '{res}/gone' does not exist"),
+    Case("genstruct-train", "merge-bad-config", ["merge", "--adapter", "{res}/adapter-badconfig", "--output", "{tmp}/m"],
+         2, E + "{res}/adapter-badconfig/adapter_config.json:2: invalid JSON: Expecting property name enclosed in "
+         "double quotes (column 1)"),
+    Case("genstruct-train", "merge-no-base-key", ["merge", "--adapter", "{res}/adapter-nobasekey", "--output",
+                                                  "{tmp}/m"], 2,
+         E + "{res}/adapter-nobasekey/adapter_config.json: field 'base_model_name_or_path': missing: the adapter does "
+         "not say which base model it adapts (set it to the base model's path or hub id)"),
     Case("genstruct-train", "merge-output-file", ["merge", "--adapter", "{res}/adapter", "--output", "{res}/afile"], 2,
          E + AFILE),
     Case("genstruct-train", "merge-output-locked", ["merge", "--adapter", "{res}/adapter", "--output", "{res}/locked"],
          2, E + LOCKED),
+    Case("genstruct-train", "merge-output-is-adapter", ["merge", "--adapter", "{res}/adapter", "--output",
+                                                        "{res}/adapter"], 2,
+         E + "--output must differ from --adapter ('{res}/adapter'): it would overwrite its files"),
+    Case("genstruct-train", "weight-diff-output-is-tuned", ["weight-diff", "make", "--base", "{tmp}/b", "--tuned",
+                                                            "{tmp}/t", "--output", "{tmp}/t"], 2,
+         E + "--output must differ from --tuned ('{tmp}/t'): it would overwrite its files"),
+    Case("genstruct-train", "weight-diff-output-is-base", ["weight-diff", "recover", "--base", "{tmp}/b", "--diff",
+                                                           "{tmp}/d", "--output", "{tmp}/b/"], 2,
+         E + "--output must differ from --base ('{tmp}/b'): it would overwrite its files"),
+    *[Case("genstruct-train", f"weight-{name}", ["weight-diff", "recover", "--base", "{tmp}/b", "--diff", f"{{res}}/{name}",
+                                                 "--output", "{tmp}/r"], 2, E + f"{{res}}/{name}/weight_diff.json" + msg)
+      for name, msg in (("diff-no-dtypes", (": field 'dtypes': missing or not a dict (a damaged or hand-edited manifest: "
+                                           "make the diff again)")),
+                        ("diff-badjson", ":2: invalid JSON: Expecting value (column 1)"))],
     # ------------------------------------------------------------------ data build
     *[Case("genstruct-train", f"build-{name}", ["data", "build", *argv], 2, E + msg) for name, argv, msg in [
         ("nothing", ["--output", "{tmp}/d"], "give either --config MIXTURE.yaml or --source with --path (or --hub)"),
@@ -333,6 +448,24 @@ CASES = [
         ("badjson", ["--source", "jsonl", "--path", "{res}/synth-badrej/rejected.jsonl", "--output", "{tmp}/d"],
          ("{res}/synth-badrej/rejected.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes "
          "(column 2)")),
+        ("max-tokens-0", ["--source", "jsonl", "--path", "{res}/synth/synthesized.jsonl", "--max-tokens", "0",
+                          "--output", "{tmp}/d"], "--max-tokens must be >= 1, got 0"),
+        ("validation-fraction-1", ["--source", "jsonl", "--path", "{res}/synth/synthesized.jsonl",
+                                   "--validation-fraction", "1", "--output", "{tmp}/d"],
+         "--validation-fraction must be in (0, 1), got 1.0"),
+        ("format-text-for-qa", ["--source", "jsonl", "--path", "{res}/synth/synthesized.jsonl", "--format", "text",
+                                "--output", "{tmp}/d"],
+         ("--source jsonl: invalid mixture: source 'jsonl': type 'jsonl' does not fit format 'text' (its source types: "
+         "text, instruction)")),
+        ("reads-its-output", ["--source", "jsonl", "--path", "{tmp}/d/train.jsonl", "--output", "{tmp}/d"],
+         "source 'jsonl' reads {tmp}/d/train.jsonl, a file this build writes: use another --output than '{tmp}/d'"),
+        ("validation-all", ["--source", "jsonl", "--path", "{res}/synth/synthesized.jsonl", "--validation-fraction",
+                            "0.9", "--output", "{tmp}/d"],
+         "validation (fraction 0.9) asks for 1 examples but only 1 remain after skips: nothing left to train on"),
+        ("mixture-bad-yaml", ["--config", "{res}/bad.yaml", "--output", "{tmp}/d"], BAD_YAML),
+        ("mixture-token-ratio-inf", ["--config", "{res}/mix-inf.yaml", "--output", "{tmp}/d"],
+         "{res}/mix-inf.yaml: invalid mixture: sources.0.token_ratio: Input should be a finite number"),
+        ("mixture-latin1", ["--config", "{res}/latin1.yaml", "--output", "{tmp}/d"], "{res}/latin1.yaml:2: " + LATIN),
     ]],
     # ------------------------------------------------------------------ recipes/sft.py (checked before a model loads)
     *[Case("sft", f"sft-{name}", [*SFT, *DATA, *argv], 2, msg) for name, argv, msg in [
@@ -360,6 +493,11 @@ CASES = [
         ("dataset-no-train", ["--dataset_path", "{res}/no-train"],
          "sft.py: error: dataset_path {res}/no-train has no train.jsonl (make it with `genstruct-train data build`)"),
         ("merge-no-peft", ["--merge", "true"], "sft.py: error: merge: true only applies to LoRA training (use_peft: true)"),
+        ("lora-target-modules", ["--use_peft", "true", "--lora_target_modules", "q_prj"],  # the model loads first
+         RANGE + "lora_target_modules: Target modules q_prj not found in the base model. Please check the "
+         "target modules and try again."),
+        ("base-model-config-json", ["--base_model_config", "{{bad"],
+         RANGE + "base_model_config: not JSON (Expecting property name enclosed in double quotes at column 2): '{{bad'"),
         ("format", ["--format", "alpaca"], "sft.py: error: unknown format 'alpaca'; valid formats: genstruct, synthesizer, tulu"),
     ]],
     Case("sft", "sft-recipe-missing", ["--config", "{tmp}/none.yaml"], 2, "sft.py: error: recipe not found: {tmp}/none.yaml"),
@@ -367,13 +505,22 @@ CASES = [
          "sft.py: error: {res}/latin1.yaml:2: " + LATIN),
     Case("sft", "sft-recipe-list", ["--config", "{res}/list.yaml"], 2,
          "sft.py: error: {res}/list.yaml: a recipe must be a YAML mapping of keys to values"),
+    Case("sft", "sft-recipe-float-count", ["--config", "{res}/recipe-float.yaml", "--output_dir", "{tmp}/sft", *DATA], 2,
+         RANGE + "max_train_samples: must be an integer, got 1.5"),
+    Case("sft", "sft-recipe-bad-yaml", ["--config", "{res}/bad.yaml"], 2, "sft.py: error: " + BAD_YAML),
     # ------------------------------------------------------------------ eval/compare.py
     Case("compare", "compare-config-missing", ["--config", "{tmp}/none.yaml", "--output", "{tmp}/c"], 2,
          "compare: error: cannot read experiment config {tmp}/none.yaml: No such file or directory"),
+    Case("compare", "compare-bad-yaml", ["--config", "{res}/bad.yaml", "--output", "{tmp}/c"], 2,
+         "compare: error: " + BAD_YAML),
+    Case("compare", "compare-latin1", ["--config", "{res}/latin1.yaml", "--output", "{tmp}/c"], 2,
+         "compare: error: {res}/latin1.yaml:2: " + LATIN),
     Case("compare", "compare-unknown-key", ["--config", "{res}/exp-unknown.yaml", "--output", "{tmp}/c"], 2,
          "compare: error: {res}/exp-unknown.yaml: num_instructions: Field required; synthesizer: Field required; "
          "base: Field required; methods: Field required; downstream: Field required; eval: Field required; "
          "synthesiser: Extra inputs are not permitted"),
+    *[Case("compare", f"compare-{name}", ["--config", f"{{res}}/exp-{name}.yaml", "--output", "{tmp}/c"], 2,
+           f"compare: error: {{res}}/exp-{name}.yaml: {msg}") for name, msg in EXPERIMENT_ERRORS.items()],
     Case("compare", "compare-output-file", ["--config", str(REPO / "eval" / "experiments" / "tiny-cpu.yaml"),
                                             "--output", "{res}/afile"], 2, "compare: error: " + AFILE),
     Case("compare", "compare-output-locked", ["--config", str(REPO / "eval" / "experiments" / "tiny-cpu.yaml"),
@@ -481,6 +628,30 @@ def test_counted_data_build_skips_rows_missing_a_field(res, tmp_path, capsys, mo
     assert code == 0, err
     report = json.loads((tmp_path / "d" / "report.json").read_text())
     assert (report["read"], report["written"], report["skipped"]) == (3, 2, {"missing_field:assistant": 1})
+
+
+def test_counted_data_build_names_a_wrong_typed_field(res, tmp_path, capsys, monkeypatch):
+    """"title": 5 is there but not text: counted as wrong_type:title, not as a missing field."""
+    rows = _jsonl(tmp_path / "rows.jsonl", [ROW, {**ROW, "id": "p1", "title": 5}, {**ROW, "id": "p2", "title": None}])
+    code, err = run_case("genstruct-train", ["data", "build", "--source", "jsonl", "--path", str(rows), "--output",
+                                             str(tmp_path / "d")], capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert report["skipped"] == {"wrong_type:title": 1, "missing_field:title": 1}
+    assert report["skip_examples"]["wrong_type:title"] == [f"{rows}:2"]
+
+
+def test_data_build_never_overwrites_its_input(tmp_path, capsys, monkeypatch):
+    """--path DIR/train.jsonl --output DIR: refused, the input left as it was (it was replaced by the split rows)."""
+    rows = _jsonl(tmp_path / "d" / "train.jsonl", [ROW, {**ROW, "id": "p1", "user": "Why do cells grow?"}])
+    before = rows.read_bytes()
+    code, err = run_case("genstruct-train", ["data", "build", "--source", "jsonl", "--path", str(rows),
+                                             "--validation-fraction", "0.5", "--output", str(tmp_path / "d")],
+                         capsys, monkeypatch)
+    assert (code, err.strip().splitlines()[-1]) == (2, (
+        f"genstruct-train: error: source 'jsonl' reads {rows}, a file this build writes: use another --output than "
+        f"'{tmp_path / 'd'}'"))
+    assert rows.read_bytes() == before and sorted(p.name for p in rows.parent.iterdir()) == [".lock", "train.jsonl"]
 
 
 def test_synthesis_with_no_accepted_row_fails_after_writing_the_report(res, tmp_path, capsys, monkeypatch):

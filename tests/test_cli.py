@@ -30,6 +30,12 @@ def error_of(argv, capsys) -> tuple[str, str]:
      "genstruct-train weight-diff recover: error: unrecognized argument --bsae (did you mean --base?)"),
     (["report", "a", "--zzzzzz"], "usage: genstruct-train report ",
      "genstruct-train report: error: unrecognized argument --zzzzzz"),
+    # an unknown verb is named, not the options that belong to it
+    (["filters", "runs/x", "--filters", "format"], "usage: genstruct-train ",
+     ("genstruct-train: error: argument verb: invalid choice: 'filters' (choose from 'data', 'merge', 'weight-diff', "
+     "'synthesize', 'report', 'templify', 'eval')")),
+    (["data", "bild", "--path", "x"], "usage: genstruct-train data ",
+     "genstruct-train data: error: argument subverb: invalid choice: 'bild' (choose from 'build', 'rationalize')"),
 ])
 def test_mistyped_flag_shows_the_verbs_usage_and_a_guess(argv, usage, last, capsys):
     first, final = error_of(argv, capsys)

@@ -126,3 +126,21 @@ def test_multi_pair_synthesizer_rows_train_on_all_their_pairs(tmp_path, mistral_
         path = _jsonl(tmp_path, [row, {**row, "pairs": bad}])
         with pytest.raises(DataError, match=rf"^{path}:2: field 'pairs': must be a list of \[question, answer\] strings$"):
             tokenize_file(path, tok, fmt, max_length=None)
+
+
+def test_mixture_built_on_the_fly_reports_its_skipped_rows(tmp_path, mistral_tokenizer):
+    """sft.py with a dataset_mixture: rows the build skipped (a wrong-typed or null field) are counted in the
+    data counts sft.py logs and writes to train_report.json, not only in OUTPUT_DIR/data/report.json."""
+    from types import SimpleNamespace
+
+    from genstruct_train.train.data import load_train_data
+
+    rows = _jsonl(tmp_path, [ROWS[0], {**ROWS[0], "id": "x", "title": 5}, {**ROWS[0], "id": "y", "user": None}])
+    (tmp_path / "mix.yaml").write_text(f"sources:\n  - {{type: jsonl, path: {rows}}}\n")
+    args = SimpleNamespace(dataset_mixture=str(tmp_path / "mix.yaml"), dataset_path=None, format="genstruct",
+                           max_train_samples=None, max_eval_samples=None)
+    data = load_train_data(args, SimpleNamespace(output_dir=str(tmp_path / "out"), max_length=None),
+                           mistral_tokenizer, get_format("genstruct"))
+    assert data.counts["mixture_build"] == {"read": 3, "written": 1,
+                                            "skipped": {"wrong_type:title": 1, "missing_field:user": 1}}
+    assert data.counts["train"]["used"] == 1

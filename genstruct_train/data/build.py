@@ -19,7 +19,8 @@ and DIR/report.json {"read", "written", "train", "validation", "skipped": {reaso
 {...same counts}}, "skip_examples": {reason: [where, ...]}, ...} with read == written + sum(skipped).
 
 Steps, in order; each drop is a counted skip reason:
-  1. read (sources.py): missing_field:<field> for a row without a field the source needs;
+  1. read (sources.py): missing_field:<field> for a row without a field the source needs (or with null),
+     wrong_type:<field> when it is there but not text (e.g. "title": 5);
   2. check: empty_title, empty_content, empty_question, empty_answer; answer_outside_passage when an
      extractive answer's answer_start + length runs past its passage or does not match its text;
   3. duplicate: an exact copy (title, content, user, assistant) of an earlier example (dedupe: true);
@@ -67,7 +68,7 @@ def build_from_source(source: str, path, output_dir, format: str = "genstruct", 
     source_opts = {k: opts.pop(k) for k in list(opts) if k in source_keys}
     raw = {"format": format, **opts,
            "sources": [{"type": source, "path": None if path is None else str(path), **source_opts}]}
-    return build(parse_mixture(raw, "build_from_source", Path.cwd()), output_dir)
+    return build(parse_mixture(raw, f"--source {source}", Path.cwd()), output_dir)
 
 
 def build_from_mixture(config_path, output_dir, format: str | None = None) -> dict:
@@ -98,6 +99,12 @@ class _Skips:
 
 
 def build(mixture: Mixture, output_dir, config_path: str | None = None) -> dict:
+    written = {(Path(output_dir) / name).resolve() for name in ("train.jsonl", "validation.jsonl", "report.json")}
+    for spec in mixture.sources:  # a build that reads its own output file would replace its input
+        if spec.path is not None and (Path(spec.path).resolve() in written
+                                      or (Path(output_dir) / "tokenized").resolve() in Path(spec.path).resolve().parents):
+            raise GenstructError(f"source {spec.name!r} reads {spec.path}, a file this build writes: use another --output "
+                                 f"than {str(output_dir)!r}")
     if mixture.format == "text":
         return build_text(mixture, output_dir, config_path)
     started = time.time()
@@ -262,12 +269,19 @@ def _load_tokenizer(name: str):
     return load_tokenizer(name)
 
 
+def _too_few(mixture: Mixture, want: int, have: int, what: str) -> GenstructError:
+    v = mixture.validation
+    key = f"size {v.size}" if v.size else f"fraction {v.fraction}"
+    return GenstructError(f"validation ({key}) asks for {want} {what} but only {have} remain after skips: nothing "
+                          "left to train on")
+
+
 def _split(examples: list[dict], mixture: Mixture, rng: random.Random) -> tuple[list[dict], list[dict]]:
     if mixture.validation is None:
         return examples, []
     want = mixture.validation.size or round(mixture.validation.fraction * len(examples))
     if want >= len(examples):
-        raise GenstructError(f"validation asks for {want} examples but only {len(examples)} remain")
+        raise _too_few(mixture, want, len(examples), "examples")
     groups: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         groups[ex["content"]].append(i)
@@ -440,7 +454,7 @@ def build_text(mixture: Mixture, output_dir, config_path: str | None = None) -> 
     if mixture.validation is not None and examples:
         want = mixture.validation.size or round(mixture.validation.fraction * len(examples))
         if want >= len(examples):
-            raise GenstructError(f"validation asks for {want} rows but only {len(examples)} remain")
+            raise _too_few(mixture, want, len(examples), "rows")
         chosen = set(rng.sample(range(len(examples)), want))
         validation = [r for i, r in enumerate(examples) if i in chosen]
         examples = [r for i, r in enumerate(examples) if i not in chosen]
@@ -504,6 +518,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if (args.path is None) == (args.hub is None):
             raise GenstructError("--source needs exactly one of --path or --hub")
+        if args.max_tokens is not None and not args.max_tokens >= 1:
+            raise GenstructError(f"--max-tokens must be >= 1, got {args.max_tokens}")
+        if args.validation_fraction is not None and not 0 < args.validation_fraction < 1:
+            raise GenstructError(f"--validation-fraction must be in (0, 1), got {args.validation_fraction}")
         opts = {"tokenizer": args.tokenizer, "max_tokens": args.max_tokens, "seed": args.seed}
         if args.hub:
             opts.update(hub=args.hub, split=args.split)

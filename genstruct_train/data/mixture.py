@@ -46,6 +46,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import GenstructError
+from ..io import decode_text, parse_yaml
 from ..paths import data_dir as shared_data_dir
 from .sources import QA_SOURCES, TEXT_SOURCES, check_source
 
@@ -65,7 +66,7 @@ class SourceSpec(_Strict):
     name: str | None = None  # defaults to the type; must be unique in a mixture
     weight: float = Field(1.0, gt=0, le=1)
     max_samples: int | None = Field(None, ge=1)
-    token_ratio: float | None = Field(None, gt=0)  # format text: this source's share of the tokens
+    token_ratio: float | None = Field(None, gt=0, allow_inf_nan=False)  # format text: this source's share of the tokens
 
     @field_validator("type")
     @classmethod
@@ -154,18 +155,12 @@ def parse_mixture(raw: dict, origin: str, base_dir: Path) -> Mixture:
 
 
 def load_mixture(config_path: str | os.PathLike) -> Mixture:
-    import yaml
-
     path = Path(config_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise GenstructError(f"{path}: cannot read mixture: {e.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise GenstructError(f"{path}: invalid YAML: {e}") from None
-    return parse_mixture(raw, str(path), path.parent)
+    return parse_mixture(parse_yaml(decode_text(data, path), path), str(path), path.parent)
 
 
 def _expand(value: str, origin: str) -> str:

@@ -57,7 +57,7 @@ def read_source(kind: str, path: str | Path | None = None, hub: str | None = Non
             try:
                 example = convert(row, where)
             except _Missing as e:
-                yield Skip(f"missing_field:{e.field}", where)
+                yield Skip(f"{e.reason}:{e.field}", where)
                 continue
             # a missing or null id (never "None"): the row's place in its file (line number, data[i]...)
             example["id"] = _id_of(row, fallback_id)
@@ -136,14 +136,16 @@ def _hub_rows(hub: str, subset: str | None, split: str) -> Iterator[tuple[str, s
 # ---- converters ------------------------------------------------------------------------------------
 
 class _Missing(Exception):
-    def __init__(self, field: str):
-        self.field = field
+    """A field the source needs is missing or null (missing_field), or present but not text (wrong_type)."""
+
+    def __init__(self, field: str, value=None):
+        self.field, self.reason = field, "missing_field" if value is None else "wrong_type"
 
 
 def _text(row: dict, key: str) -> str:
     value = row.get(key)
     if not isinstance(value, str):
-        raise _Missing(key)
+        raise _Missing(key, value)
     return value.strip()
 
 
@@ -169,7 +171,7 @@ def _squad_example(row: dict, where: str) -> dict:
     # the context is kept unstripped here so answer_start stays valid; the build checks and strips
     context = row.get("context")
     if not isinstance(context, str):
-        raise _Missing("context")
+        raise _Missing("context", context)
     return {"title": _text(row, "title").replace("_", " "), "content": context,
             "user": _text(row, "question"), "assistant": answer, "answer_start": start}
 
@@ -177,7 +179,7 @@ def _squad_example(row: dict, where: str) -> dict:
 def _text_example(row: dict, where: str) -> dict:
     value = row.get("text")
     if not isinstance(value, str):
-        raise _Missing("text")
+        raise _Missing("text", value)
     return {"text": value}
 
 

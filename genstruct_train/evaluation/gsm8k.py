@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from ..errors import DataError
 from ..generation import SamplingParams
 from ..io import iter_jsonl
 from .common import (
@@ -75,6 +76,9 @@ def load(data_dir: Path, limit: int | None, questions: int | None = DEFAULT_QUES
     (path,) = data_files(data_dir)
     rows = []
     for line_no, row in iter_jsonl(path):
+        for key in ("question", "answer"):
+            if not isinstance(row.get(key), str):
+                raise DataError("missing or not a string in a GSM8K row", path, line_no, key)
         gold = row["answer"].split("####")[-1].strip().replace(",", "")
         rows.append({"id": f"gsm8k-{line_no - 1}", "question": row["question"], "gold": gold})
     chosen = reference_sample(random.Random(REFERENCE_SEED), len(rows), questions)

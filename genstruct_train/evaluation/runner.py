@@ -137,6 +137,9 @@ def read_predictions(path: str | Path) -> list[dict]:
         for key in ROW_FIELDS:
             if key not in row:
                 raise DataError("missing in a prediction row", path, line_no, key)
+        for key in ("setting", "group"):  # the keys scores are grouped by
+            if not isinstance(row[key], str):
+                raise DataError(f"expected a string, got {type(row[key]).__name__}", path, line_no, key)
         rows.append(row)
     if not rows:
         raise DataError("no prediction rows", path)
@@ -259,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
     from ..generation.base import check_sampling_args
 
     check_sampling_args(args)  # --max-new-tokens etc., before a model loads
+    for name in ("batch_size", "codex_samples", "sandbox_workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise GenstructError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     names = parse_benchmarks(args.benchmarks)
     if args.predictions:
         if len(names) != 1:

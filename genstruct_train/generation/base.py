@@ -154,11 +154,10 @@ def finish(tokenizer, ids: list[int], eos_ids: set[int], sampling: SamplingParam
 def resolve_model(model: str, adapter: str | None = None) -> tuple[str, str | None]:
     """(base model, adapter) with clear errors for paths that do not exist. A directory holding
     only a LoRA adapter (adapter_config.json, no config.json) is resolved to its base model."""
-    import json
     from pathlib import Path
 
-    from ..errors import GenstructError
-    from ..io import check_safetensors
+    from ..errors import DataError, GenstructError
+    from ..io import check_safetensors, read_json
 
     def check(path: str, what: str) -> None:
         looks_local = path.startswith(("/", ".", "~")) or path.count("/") != 1
@@ -171,8 +170,16 @@ def resolve_model(model: str, adapter: str | None = None) -> tuple[str, str | No
     local = Path(model).expanduser()
     if adapter is None and (local / "adapter_config.json").exists() and not (local / "config.json").exists():
         adapter = model
-        model = json.loads((local / "adapter_config.json").read_text())["base_model_name_or_path"]
+        config = read_json(local / "adapter_config.json")
+        model = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+        if not isinstance(model, str) or not model:
+            raise DataError("missing: the adapter does not say which base model it adapts (set it to the base "
+                            "model's path or hub id)", local / "adapter_config.json", field="base_model_name_or_path")
         check(model, f"base model of adapter {adapter!r}:")
+    for path, what, marker in ((model, "model path", "config.json"), (adapter, "adapter path", "adapter_config.json")):
+        if path is not None and Path(path).expanduser().exists() and not (Path(path).expanduser() / marker).is_file():
+            raise GenstructError(f"{what} {path!r} is not a {'model' if marker == 'config.json' else 'LoRA adapter'} "
+                                 f"directory (no {marker})")
     for path in (model, adapter):  # a truncated weights file: one line, not a loader traceback
         if path is not None and Path(path).expanduser().is_dir():
             for weights in sorted(Path(path).expanduser().glob("*.safetensors")):

@@ -42,6 +42,8 @@ def shard_slice(count: int, shard: tuple[int, int]) -> range:
 
 def read_corpus(path: str | Path, limit: int | None = None, shard: tuple[int, int] = (0, 1)) -> Corpus:
     path = Path(path)
+    if path.is_dir():
+        raise GenstructError(f"corpus file {str(path)!r} is a directory (give its JSONL file of passages)")
     if not path.is_file():
         raise GenstructError(f"corpus file {str(path)!r} does not exist")
     rows = list(iter_jsonl(path))

@@ -471,6 +471,8 @@ def parse_spec(spec: str | list | None) -> list[Filter]:
             if "=" not in opt:
                 raise GenstructError(f"filter {name!r}: option {opt!r} must be key=value")
             k, v = opt.split("=", 1)
+            if k.strip() in kwargs:
+                raise GenstructError(f"filter {name!r}: option {k.strip()} given twice")
             kwargs[k.strip()] = v.strip()
         filters.append(FILTERS[name](**kwargs))
     return filters
@@ -508,14 +510,23 @@ def filter_summary(before: int, kept: list[dict], removed: dict[str, list[dict]]
 def filter_dir(input_dir: str | Path, spec: str, output_dir: str | Path) -> dict:
     """Post-pass over a `synthesize` output: OUT/synthesized.jsonl (kept), OUT/rejected.jsonl (the input's
     rejections + the filters' removals, each with `filter` and `reason`), OUT/report.json."""
-    from ..io import read_jsonl, write_json, write_jsonl
+    from ..errors import DataError
+    from ..io import iter_jsonl, read_jsonl, write_json, write_jsonl
 
     src, out = Path(input_dir), Path(output_dir)
     if not (src / "synthesized.jsonl").is_file():
         raise GenstructError(f"{str(src)!r} has no synthesized.jsonl (the output of `genstruct-train synthesize`)")
     if out.resolve() == src.resolve():
         raise GenstructError("--output must differ from the input directory")
-    rows = read_jsonl(src / "synthesized.jsonl")
+    if not parse_spec(spec):  # checked before the rows are read
+        raise GenstructError(f"--filters {spec!r} names no filter; valid filters: {', '.join(FILTERS)}")
+    rows = []
+    for line_no, row in iter_jsonl(src / "synthesized.jsonl"):
+        for key in ("title", "content", "user", "assistant"):  # the filters read them as text (null: empty)
+            if row.get(key) is not None and not isinstance(row[key], str):
+                raise DataError(f"expected a string or null, got {type(row[key]).__name__}",
+                                src / "synthesized.jsonl", line_no, key)
+        rows.append(row)
     earlier = read_jsonl(src / "rejected.jsonl") if (src / "rejected.jsonl").is_file() else []
     kept, removed = apply_filters(rows, spec)
     write_jsonl(out / "synthesized.jsonl", kept)

@@ -103,6 +103,8 @@ def run(args) -> int:
         raise GenstructError("give the teacher model: --teacher MODEL")
     if args.num_samples < 1 or args.chunk_size < 1:
         raise GenstructError("--num-samples and --chunk-size must be >= 1")
+    if args.limit is not None and args.limit < 1:
+        raise GenstructError(f"--limit must be >= 1 (leave it out for every row), got {args.limit}")
     fmt = get_format(args.format)
     temperature = args.temperature if args.temperature is not None else (0.0 if args.num_samples == 1 else 0.7)
     if temperature == 0 and args.num_samples > 1:
@@ -110,6 +112,9 @@ def run(args) -> int:
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=temperature, n=args.num_samples,
                               seed=args.seed)
     splits = _inputs(Path(args.input))
+    written = {(Path(args.output) / f"{name}.jsonl").resolve() for name in ("train", "validation")}
+    if any(path.resolve() in written for _, path in splits):
+        raise GenstructError(f"--output must differ from --input ({args.input!r}): it would overwrite its rows")
     out = open_job(args.output, {"input": str(Path(args.input).resolve()), "teacher": args.model,
                                  "format": fmt.name, "sampling": vars(sampling), "limit": args.limit,
                                  "prompt": PROMPT})

@@ -176,6 +176,8 @@ def run(args) -> int:
     names = args.names.split(",") if args.names else [Path(d).resolve().name for d in args.dirs]
     if len(names) != len(args.dirs):
         raise GenstructError(f"--names gives {len(names)} names for {len(args.dirs)} directories")
+    if not all(n.strip() for n in names):
+        raise GenstructError(f"--names {args.names!r}: a name is empty")
     if len(set(names)) != len(names):
         raise GenstructError(f"set names must differ: {names} (use --names)")
     results = {}

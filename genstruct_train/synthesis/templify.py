@@ -411,6 +411,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io import check_output_not_input
+
+    check_output_not_input(args.output, {"the input directory": args.input})  # its report.json is synthesize's
+    if args.shots is not None and args.shots < 1:
+        raise GenstructError(f"--shots must be >= 1, got {args.shots}")
+    if not args.source.strip():
+        raise GenstructError("--source must name the rows' source, got an empty string")
     report = templify(args.input, args.output, shots=args.shots, source=args.source)
     print(f"templify: {report['passages']} passages in {report['rounds']} round(s), {report['pairs']} pairs -> "
           f"{report['texts']} texts ({report['instruction_texts']} instruction-augmented, {report['raw_texts']} raw, "

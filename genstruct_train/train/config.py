@@ -43,8 +43,19 @@ class GenstructArgs:
     merge: bool = field(default=False, metadata={"help": "also save the LoRA adapter merged into the base model"})
 
     def __post_init__(self):
-        if isinstance(self.base_model_config, str):
-            self.base_model_config = json.loads(self.base_model_config)
+        if isinstance(self.base_model_config, str):  # given on the command line: JSON
+            try:
+                self.base_model_config = json.loads(self.base_model_config)
+            except json.JSONDecodeError as e:
+                raise GenstructError(f"recipe key base_model_config: not JSON ({e.msg} at column {e.colno}): "
+                                     f"{self.base_model_config!r}") from None
+        if self.base_model_config is not None and not isinstance(self.base_model_config, dict):
+            raise GenstructError("recipe key base_model_config: must be a mapping of MistralConfig keys, got "
+                                 f"{type(self.base_model_config).__name__}")
+        for key in ("max_train_samples", "max_eval_samples"):  # YAML may give 1.5: no silent rounding
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise GenstructError(f"recipe key {key}: must be an integer, got {value!r}")
 
 
 def dataclass_types():
@@ -63,17 +74,12 @@ def _known_keys() -> set[str]:
 def read_recipe(config_path: str | Path, overrides: list[str] = ()) -> dict:
     """The recipe's keys and values (YAML, then `--key value` overrides as strings); fails on a key that
     no dataclass knows, naming it."""
-    import yaml
-
     path = Path(config_path)
     if not path.is_file():
         raise GenstructError(f"recipe not found: {path}")
-    from ..io import read_text
+    from ..io import parse_yaml, read_text
 
-    try:
-        recipe = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as e:
-        raise GenstructError(f"{path}: invalid YAML: {e}") from None
+    recipe = parse_yaml(read_text(path), path)
     if not isinstance(recipe, dict):
         raise GenstructError(f"{path}: a recipe must be a YAML mapping of keys to values")
     known = _known_keys()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import DataError, GenstructError
 from ..formats import Format
-from ..io import file_sha256, iter_jsonl, write_json
+from ..io import file_sha256, iter_jsonl, read_json, write_json
 from ..tokenization import tokenize_examples
 
 TOKENIZE_BATCH = 1024
@@ -259,4 +259,7 @@ def load_train_data(args, training_args, tokenizer, fmt: Format) -> TrainData:
         dataset, data.counts[split] = reused
         setattr(data, "train" if split == "train" else "eval", dataset)
     data.tokenized = "tokenized examples: " + "; ".join(notes)
+    if args.dataset_mixture:  # built on the fly: its skipped rows are counted in the log too, not only in its report
+        built = read_json(train_path.parent / "report.json")
+        data.counts["mixture_build"] = {k: built[k] for k in ("read", "written", "skipped")}
     return data

@@ -19,13 +19,15 @@ def run(args) -> int:
 
     from ..errors import GenstructError
     from ..generation.base import resolve_model
+    from ..io import check_output_not_input
     from .checkpoint import check_adapter, merge_adapter
 
     adapter = Path(args.adapter)
     if not (adapter / "adapter_config.json").is_file():
         raise GenstructError(f"--adapter {str(adapter)!r} has no adapter_config.json (a LoRA adapter directory "
                              "saved by recipes/sft.py with use_peft: true)")
-    resolve_model(str(adapter))  # the base model exists; every weights file is complete
+    base, _ = resolve_model(str(adapter))  # the base model exists; every weights file is complete
+    check_output_not_input(args.output, {"--adapter": args.adapter, "the adapter's base model": base})
     check_adapter(adapter)
     out = merge_adapter(args.adapter, args.output, dtype=args.dtype)
     print(f"merged {args.adapter} -> {out}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from trl import SFTTrainer
 
+from ..errors import GenstructError
 from . import varlen_attention
 from .compact_loss import add_compact_lm_head, supports_compact_head
 
@@ -29,7 +30,12 @@ class GenstructSFTTrainer(SFTTrainer):
     module docstring)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        from peft.utils.error import NoMatchingPeftModuleError
+
+        try:
+            super().__init__(*args, **kwargs)
+        except NoMatchingPeftModuleError as e:  # a misspelt lora_target_modules: one line, not peft's traceback
+            raise GenstructError(f"recipe key lora_target_modules: {str(e).splitlines()[0]}") from None
         self.cpu_path = use_cpu_path(self.args.device)
         from peft import PeftModel
 

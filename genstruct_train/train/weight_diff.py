@@ -134,11 +134,18 @@ def recover(base_dir: str | Path, diff_dir: str | Path, output: str | Path) -> d
     from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
 
+    from ..errors import DataError
+    from ..io import read_json
+
     diff_dir = Path(diff_dir)
     if not (diff_dir / MANIFEST).is_file() or not (diff_dir / DIFF_WEIGHTS).is_file():
         raise GenstructError(f"{diff_dir} is not a weight diff (no {MANIFEST} and {DIFF_WEIGHTS}; make one with "
                              "`genstruct-train weight-diff make`)")
-    manifest = json.loads((diff_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_json(diff_dir / MANIFEST)
+    for key, kind in (("dtypes", dict), ("tuned_sha256", str), ("base_sha256", str)):
+        if not isinstance(manifest, dict) or not isinstance(manifest.get(key), kind):
+            raise DataError(f"missing or not a {kind.__name__} (a damaged or hand-edited manifest: make the diff "
+                            "again)", diff_dir / MANIFEST, field=key)
     base, diff = load_weights(base_dir), load_file(str(diff_dir / DIFF_WEIGHTS))
     _check_same_layout(base, {k: v for k, v in diff.items() if "@patch_" not in k}, "diff")
     recovered = {}
@@ -161,6 +168,10 @@ def recover(base_dir: str | Path, diff_dir: str | Path, output: str | Path) -> d
 
 
 def run(args) -> int:
+    from ..io import check_output_not_input
+
+    check_output_not_input(args.output, {"--base": args.base, "--tuned": getattr(args, "tuned", None),
+                                         "--diff": getattr(args, "diff", None)})
     if args.action == "make":
         m = make(args.base, args.tuned, args.output)
         print(f"weight diff of {m['tensors']} tensors -> {args.output} (tuned sha256 {m['tuned_sha256'][:16]}...)")
