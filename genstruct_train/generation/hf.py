@@ -67,21 +67,21 @@ class HFGenerator(Generator):
         pad = self.model.generation_config.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                                                    else min(self.eos_ids))
+        self.base_model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         self.bf16_head = self._bf16_head() if bf16_head else None
         self._stop_criteria = {}  # stop strings -> StopStringCriteria (~80 ms to build on a 32k vocabulary)
         # the KV cache's keyword: `cache` from transformers 5.20 (`past_key_values` before: vLLM's env has 5.19)
         import inspect
 
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        self.cache_kw = "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+        forward = inspect.signature(type(self.base_model).forward).parameters
+        self.cache_kw = "cache" if "cache" in forward else "past_key_values"
 
     def _bf16_head(self):
         """(decoder, fp32 head weight, its bf16 copy, largest row norm) for greedy decoding with a bf16 LM
         head; refused where the logits are not a plain fp32 linear map of the decoder's output."""
         import torch
 
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        decoder, head = base.get_decoder(), base.get_output_embeddings()
+        decoder, head = self.base_model.get_decoder(), self.base_model.get_output_embeddings()
         plain = type(head) is torch.nn.Linear and head.bias is None and head.weight.dtype == torch.float32
         if plain:
             ids = torch.tensor([[self.tokenizer.bos_token_id or 0, 1]], device=self.device)
@@ -163,8 +163,9 @@ class HFGenerator(Generator):
         stop = None
         if sampling.stop:  # stateless between calls: built once per set of stop strings
             key = tuple(sampling.stop)
-            stop = self._stop_criteria.get(key) or self._stop_criteria.setdefault(
-                key, StopStringCriteria(self.tokenizer, list(key)))
+            if key not in self._stop_criteria:
+                self._stop_criteria[key] = StopStringCriteria(self.tokenizer, list(key))
+            stop = self._stop_criteria[key]
         eos = torch.tensor(sorted(self.eos_ids), device=self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
@@ -324,7 +325,7 @@ class HFGenerator(Generator):
         return scores
 
     def close(self) -> None:
-        self.model = None
+        self.model = self.base_model = self.bf16_head = None
 
 
 def blocks(x, chunk: int = 128):

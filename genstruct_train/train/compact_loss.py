@@ -58,11 +58,9 @@ def _is_top1(z, t, z_t):
     target at the maximum counts unless an earlier index ties it (checked only on rows with a tie)."""
     at_max = z_t == 0
     rows = at_max.nonzero().view(-1)
-    if len(rows):
-        tied = (z[rows] == 0).sum(-1) > 1
-        rows = rows[tied]
-        if len(rows):
-            at_max[rows] = z[rows].argmax(-1) == t[rows]
+    tied = rows[(z[rows] == 0).sum(-1) > 1]
+    if len(tied):
+        at_max[tied] = z[tied].argmax(-1) == t[tied]
     return at_max
 
 
